@@ -1,0 +1,107 @@
+"""The `provjax` command. Parses flags and calls library code; no logic here.
+
+Exit codes: 0 success, 2 bad arguments, 1 when an input could not be
+processed (the rest of a batch still runs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+PLANNED = """\
+planned (arrive with their systems; not available yet):
+  detect      TruFor forgery map / confidence / integrity score
+  attribute   RepMix generator attribution
+  copydetect  PixTrace + CopyNCE copy detection (ISC-format CSV)
+  inpaint     SafePaint anti-forensic inpainting
+"""
+
+
+def _cmd_models(args) -> int:
+  import provjax
+  for name in provjax.list_models(pretrained=args.pretrained):
+    print(name)
+  return 0
+
+
+def _cmd_train(args) -> int:
+  from provjax.config import load_config
+  from provjax.train.trainer import train
+  config = load_config(args.config, args.overrides)
+  result = train(config, args.workdir, progress=not args.no_progress)
+  print(json.dumps({"step": result.step, "stopped_early": result.stopped_early, **result.metrics}))
+  return 0
+
+
+def _cmd_eval(args) -> int:
+  from provjax.config import load_config
+  from provjax.train.evaluate import evaluate_checkpoint
+  config = load_config(args.config, args.overrides)
+  print(json.dumps(evaluate_checkpoint(config, args.checkpoint)))
+  return 0
+
+
+def _cmd_bench(args) -> int:
+  from provjax.eval import bench
+  bench.run(args.only, quick=args.quick)
+  return 0
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+  """Pull `--config.a.b=value` items out before argparse sees them."""
+  rest, overrides = [], []
+  for item in argv:
+    if item.startswith("--config.") and "=" in item:
+      overrides.append(item[len("--config."):])
+    else:
+      rest.append(item)
+  return rest, overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="provjax", description="JAX/Flax model zoo for image provenance and forensics.",
+      epilog=PLANNED, formatter_class=argparse.RawDescriptionHelpFormatter)
+  from provjax import __version__
+  parser.add_argument("--version", action="version", version=f"provjax {__version__}")
+  sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  p = sub.add_parser("models", help="list the zoo (architectures, or released weights)")
+  p.add_argument("--pretrained", action="store_true", help="list released weights (arch.tag)")
+  p.set_defaults(fn=_cmd_models)
+
+  p = sub.add_parser("train", help="train a config; resumes from --workdir automatically",
+                     epilog="override any config value with --config.a.b=value")
+  p.add_argument("--config", required=True, help="configs/<system>/<exp>.py[:variant]")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--no-progress", action="store_true")
+  p.set_defaults(fn=_cmd_train)
+
+  p = sub.add_parser("eval", help="evaluate a training work dir or released weights")
+  p.add_argument("--config", required=True)
+  p.add_argument("--checkpoint", required=True, help="a --workdir of `provjax train`, or arch.tag")
+  p.set_defaults(fn=_cmd_eval)
+
+  p = sub.add_parser("bench", help="speed and throughput figures (printed, not asserted)")
+  p.add_argument("--only", nargs="*", default=None, help="subset of benchmarks to run")
+  p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+  p.set_defaults(fn=_cmd_bench)
+
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  argv, overrides = _split_overrides(argv)
+  args = build_parser().parse_args(argv)
+  args.overrides = overrides
+  try:
+    return args.fn(args)
+  except (FileNotFoundError, KeyError, ValueError) as e:
+    print(f"provjax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,203 @@
+"""Retrieval benchmark: ScaNN vs exact search on the PERFORMANCE.md data recipe.
+
+The data set is the one every retrieval figure in ``PERFORMANCE.md`` is measured on, so numbers
+from here compare with the peer anchors there:
+
+* ``n`` database vectors of dimension ``d`` drawn from a mixture of 2,000 Gaussian clusters
+  (centres ``N(0, I)``, points ``centre + 0.7 N(0, I)``), L2-normalised;
+* ``n_queries`` queries, each a random database vector plus ``0.05 N(0, I)``, re-normalised;
+* inner-product similarity, numpy seed 0.
+
+``run()`` reports, for the exact JAX backend (the ground truth) and for ScaNN with the default
+parameters of :func:`provjax.retrieval.scann_backend.scann_params` plus a small sweep around
+them: build time, queries per second (median of repeated timings), recall@k against exact
+search and bytes per vector of the serialized index.
+
+Usage::
+
+    python -m provjax.eval.bench_retrieval            # 1M x 256, with sweep
+    python -m provjax.eval.bench_retrieval --n 100000 --no-sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+from provjax.retrieval import exact, scann_backend
+
+NUM_CLUSTERS = 2000
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """L2-normalises rows in place (float32) and returns them."""
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def clustered_data(n: int, d: int, n_queries: int, seed: int = 0,
+                   num_clusters: int = NUM_CLUSTERS) -> tuple[np.ndarray, np.ndarray]:
+    """Generates the PERFORMANCE.md retrieval data set.
+
+    Args:
+        n: number of database vectors.
+        d: dimension.
+        n_queries: number of queries (random database vectors plus small noise).
+        seed: numpy seed.
+        num_clusters: number of Gaussian clusters (2,000 in the recipe).
+
+    Returns:
+        ``(database float32 [n, d], queries float32 [n_queries, d])``, rows L2-normalised.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((num_clusters, d), dtype=np.float32)
+    assign = rng.integers(0, num_clusters, size=n)
+    db = np.empty((n, d), np.float32)
+    # Chunked so the float32 noise temporaries stay small at n = 1M.
+    chunk = 100_000
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        block = rng.standard_normal((stop - start, d), dtype=np.float32)
+        block *= 0.7
+        block += centres[assign[start:stop]]
+        db[start:stop] = _normalise(block)
+    picks = rng.choice(n, size=n_queries, replace=n_queries > n)
+    queries = db[picks] + 0.05 * rng.standard_normal((n_queries, d), dtype=np.float32)
+    return db, _normalise(queries.astype(np.float32))
+
+
+def recall_at_k(found_ids: np.ndarray, true_ids: np.ndarray, k: int) -> float:
+    """Mean fraction of the true top-k found in the first k returned ids.
+
+    Args:
+        found_ids: int [Q, >=k] ids returned by the approximate search.
+        true_ids: int [Q, >=k] exact top-k ids.
+        k: cut-off.
+
+    Returns:
+        recall@k averaged over queries, in [0, 1].
+    """
+    found = np.asarray(found_ids)[:, :k]
+    true = np.asarray(true_ids)[:, :k]
+    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, true))
+    return hits / (true.shape[0] * k)
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall-clock of ``fn`` after one warm-up call (compilation, caches)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _dir_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
+
+
+def _print_table(rows: list[dict]) -> None:
+    cols = ["method", "leaves", "search", "reorder", "build_s", "qps", "recall", "bytes/vec",
+            "x_exact"]
+    print(" | ".join(f"{c:>9}" for c in cols))
+    for r in rows:
+        vals = [r["method"], r.get("num_leaves", "-"), r.get("leaves_to_search", "-"),
+                r.get("reorder", "-"), f"{r.get('build_s', 0.0):.1f}", f"{r['qps']:.0f}",
+                f"{r['recall']:.4f}", r.get("bytes_per_vector", "-"),
+                f"{r['speedup_vs_exact']:.1f}"]
+        print(" | ".join(f"{str(v):>9}" for v in vals), flush=True)
+
+
+def run(n: int = 1_000_000, d: int = 256, k: int = 10, sweep: bool = True,
+        n_queries: int = 1000, repeats: int = 5, threads: int | None = None) -> list[dict]:
+    """Runs the retrieval benchmark and prints a table.
+
+    Args:
+        n: database size.
+        d: dimension.
+        k: neighbours per query (recall@k is reported).
+        sweep: also time a few (leaves_to_search, reorder) settings around the defaults; the
+            searcher is built once and the search-time knobs are overridden per query batch.
+        n_queries: number of queries.
+        repeats: timed repetitions per setting (the median is reported).
+        threads: ScaNN search threads (default: all cores).
+
+    Returns:
+        One dict per measured configuration (``method``, ``qps``, ``recall``,
+        ``speedup_vs_exact`` and, for ScaNN, ``build_s``, ``bytes_per_vector`` and parameters).
+    """
+    t0 = time.perf_counter()
+    db, queries = clustered_data(n, d, n_queries)
+    print(f"data: {n} x {d}, {n_queries} queries ({time.perf_counter() - t0:.1f} s)",
+          flush=True)
+
+    # Exact JAX search is the ground truth and the speed baseline.
+    db_dev = exact.to_device(db)
+    true_scores, true_ids = exact.topk(db_dev, queries, k)
+    exact_s = _median_seconds(lambda: exact.topk(db_dev, queries, k), max(1, repeats // 2))
+    exact_qps = n_queries / exact_s
+    rows = [dict(method="exact-jax", qps=exact_qps, recall=1.0, speedup_vs_exact=1.0,
+                 bytes_per_vector=4 * d)]
+    del db_dev
+
+    params = scann_backend.scann_params(n)
+    t0 = time.perf_counter()
+    searcher = scann_backend.build_searcher(db, k, params, threads=threads)
+    build_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        searcher.serialize(tmp)
+        # The index also keeps the float32 vectors as its source of truth unless ScaNN already
+        # stores them for reordering; report ScaNN's own artefacts, which is what search needs.
+        bytes_per_vector = round(_dir_bytes(tmp) / n, 1)
+
+    def measure(**overrides) -> dict:
+        search = lambda: scann_backend.search(searcher, queries, k, **overrides)  # noqa: E731
+        _, ids = search()
+        secs = _median_seconds(search, repeats)
+        qps = n_queries / secs
+        return dict(method="scann", qps=qps, recall=recall_at_k(ids, true_ids, k),
+                    speedup_vs_exact=qps / exact_qps, build_s=build_s,
+                    bytes_per_vector=bytes_per_vector,
+                    num_leaves=params.get("num_leaves", "-"),
+                    leaves_to_search=overrides.get("leaves_to_search",
+                                                   params.get("leaves_to_search", "-")),
+                    reorder=overrides.get("reorder", params.get("reorder", "-")))
+
+    rows.append(dict(measure(), method="scann-default"))
+    if sweep and "num_leaves" in params:
+        base_l, base_r = params["leaves_to_search"], params["reorder"]
+        settings = sorted({(max(1, base_l // 2), base_r), (base_l, max(k, base_r // 2)),
+                           (base_l * 2, base_r), (base_l, base_r * 2),
+                           (base_l * 2, base_r * 2)})
+        for leaves, reorder in settings:
+            rows.append(measure(leaves_to_search=leaves, reorder=reorder))
+    _print_table(rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (``python -m provjax.eval.bench_retrieval``)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--d", type=int, default=256)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-sweep", action="store_true")
+    a = p.parse_args(argv)
+    run(n=a.n, d=a.d, k=a.k, sweep=not a.no_sweep, n_queries=a.queries, repeats=a.repeats,
+        threads=a.threads)
+
+
+if __name__ == "__main__":
+    main()

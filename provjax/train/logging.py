@@ -1,0 +1,47 @@
+"""Metrics as JSON lines (one object per logged step) and on stderr."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+import time
+
+import jax
+import numpy as np
+
+
+def to_python(metrics: dict) -> dict:
+  """Device scalars -> Python floats (this is the one host sync per log step)."""
+  return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+
+
+def all_finite(metrics: dict) -> bool:
+  return all(math.isfinite(v) for v in metrics.values())
+
+
+class MetricWriter:
+  """Appends `{"step": s, "time": t, **metrics}` lines to `metrics.jsonl`.
+
+  Only process 0 writes, so multi-host runs keep one log.
+  """
+
+  def __init__(self, path: str | Path):
+    self.path = Path(path)
+    self.enabled = jax.process_index() == 0
+    if self.enabled:
+      self.path.parent.mkdir(parents=True, exist_ok=True)
+
+  def write(self, step: int, metrics: dict) -> None:
+    if not self.enabled:
+      return
+    record = {"step": step, "time": round(time.time(), 3), **metrics}
+    with self.path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+  """All records of a metrics.jsonl file (empty list when it does not exist)."""
+  path = Path(path)
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
