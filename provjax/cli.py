@@ -96,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
   argv, overrides = _split_overrides(argv)
   args = build_parser().parse_args(argv)
   args.overrides = overrides
+  from provjax.train.trainer import NonFiniteError
   try:
     return args.fn(args)
+  except NonFiniteError as e:
+    print(f"provjax {args.command}: {e}", file=sys.stderr)
+    return 1
   except (FileNotFoundError, KeyError, ValueError) as e:
     print(f"provjax {args.command}: error: {e}", file=sys.stderr)
     return 2
