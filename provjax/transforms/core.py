@@ -266,7 +266,8 @@ def slice_record(e: Edited, rows: slice, cols: slice) -> Edited:
                 np.ascontiguousarray(e.mask[rows, cols]), geo)
 
 
-def blend(image: np.ndarray, layer: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def blend(image: np.ndarray, layer: np.ndarray,
+          alpha: np.ndarray) -> np.ndarray:
   """Alpha-blends an HxWx3 `layer` over `image` with HxW `alpha` in [0, 1].
 
   Pixels with alpha 0 are returned bit-exact, so ops that paste a region

@@ -233,12 +233,13 @@ def rotate(e: Edited, rng: np.random.Generator | None = None,
   """Rotates counter-clockwise by `angle` degrees about the centre.
 
   When None, `angle` is uniform in [-max_angle, max_angle] and `expand` a
-  coin flip. Pixels rotated in from outside the input have coords -1.
+  coin flip (False when no rng is given). Pixels rotated in from outside the
+  input have coords -1.
   """
   if angle is None:
     angle = rng.uniform(-max_angle, max_angle)
   if expand is None:
-    expand = bool(rng.random() < 0.5)
+    expand = rng is not None and bool(rng.random() < 0.5)
   m, shape = rotation_matrix(*e.shape, angle, expand)
   return warp_matrix(e, m, shape, _fill(fill))
 

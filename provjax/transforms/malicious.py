@@ -21,14 +21,16 @@ from provjax.transforms.core import Edited
 
 SHAPES = ("rectangle", "ellipse", "polygon")
 # Fraction of its bounding box a shape fills, to aim at the requested area.
-_FILL = {"rectangle": 1.0, "ellipse": np.pi / 4, "polygon": 0.55}
+_FILL = {"rectangle": 1.0, "ellipse": np.pi / 4, "polygon": 0.4}
 
 
 def _polygon(rng: np.random.Generator, box) -> list[tuple[float, float]]:
   """A random star-shaped polygon (5-9 vertices) inscribed in `box`."""
   x0, y0, x1, y1 = box
   n = int(rng.integers(5, 10))
-  ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+  # Jittered even angles: fully random ones can cluster into a sliver.
+  ang = (np.arange(n) + rng.uniform(-0.3, 0.3, n)) * (2 * np.pi / n)
+  ang += rng.uniform(0, 2 * np.pi)
   rad = rng.uniform(0.55, 1.0, n)
   cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
   return list(zip(cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)))
@@ -37,9 +39,23 @@ def _polygon(rng: np.random.Generator, box) -> list[tuple[float, float]]:
 def region_mask(rng: np.random.Generator, shape: tuple[int, int],
                 area_range: tuple[float, float] = (0.03, 0.25),
                 kind: str | None = None) -> np.ndarray:
-  """HxW bool region of a random shape covering roughly `area_range`."""
-  h, w = shape
+  """HxW bool region of a random shape covering about `area_range`.
+
+  Polygons' areas vary around their aim, so a draw more than 20 % outside
+  the range is redrawn (up to 10 times).
+  """
   kind = kind or str(rng.choice(SHAPES))
+  for _ in range(10):
+    region = _draw_region(rng, shape, area_range, kind)
+    if 0.8 * area_range[0] <= region.mean() <= 1.2 * area_range[1]:
+      break
+  return region
+
+
+def _draw_region(rng: np.random.Generator, shape: tuple[int, int],
+                 area_range: tuple[float, float], kind: str) -> np.ndarray:
+  """One random region of `kind` aiming at an area drawn from the range."""
+  h, w = shape
   area = rng.uniform(*area_range) * h * w / _FILL[kind]
   ratio = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # width/height
   bh = int(np.clip(round(np.sqrt(area / ratio)), 2, h))

@@ -96,7 +96,8 @@ def draw_emoji(rng: np.random.Generator, px: int,
   col = tuple(int(v) for v in rng.integers(40, 256, size=3)) + (255,)
   ink = (30, 20, 20, 255)
   if kind == "face":
-    d.ellipse([0, 0, s - 1, s - 1], fill=col, outline=ink, width=max(1, s // 40))
+    d.ellipse([0, 0, s - 1, s - 1], fill=col, outline=ink,
+              width=max(1, s // 40))
     eye = s // 10
     for cx in (0.33 * s, 0.67 * s):
       d.ellipse([cx - eye, 0.32 * s, cx + eye, 0.32 * s + 2 * eye], fill=ink)
