@@ -1,0 +1,200 @@
+"""Comparator task: (original, query) pairs -> 3-way verdict + edit heatmap.
+
+Batch contract (`SCHEMA`): `ref`, `query` [B, H, W, 3] float32 in [0, 1];
+`label` [B] int32 (0 benign, 1 manipulated, 2 distinct); `heatmap`
+[B, grid, grid] float32 ground truth in R's frame (all 0 for benign pairs,
+all 1 for distinct pairs, normalised edit coverage for manipulated pairs).
+
+Loss (specs/simprov.md 2.7):
+  0.5 * CE(logits, label)
+  + 0.5 * mean_b (1 - cos(heatmap_b * [argmax_b != 0], gt_b))
+  + 1.0 * photometric MSE(R, warp(Q)) over valid pixels of non-distinct pairs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Mapping
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from provjax import registry
+from provjax.eval import heatmap_metrics
+
+BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One batch entry: symbolic shape, dtype and meaning."""
+  shape: tuple
+  dtype: str
+  doc: str
+
+
+SCHEMA = {
+    "ref": Field(("B", "H", "W", 3), "float32", "original R, RGB in [0, 1]"),
+    "query": Field(("B", "H", "W", 3), "float32", "query Q, RGB in [0, 1], same size as R"),
+    "label": Field(("B",), "int32", "0 benign, 1 manipulated, 2 distinct"),
+    "heatmap": Field(("B", "grid", "grid"), "float32",
+                     "edit map in R's frame: 0 benign, 1 distinct, coverage if manipulated"),
+}
+
+
+def check_batch(batch: Mapping, grid: int) -> None:
+  """Raises ValueError naming the first entry that breaks `SCHEMA`."""
+  sizes = {"grid": grid}
+  for key, field in SCHEMA.items():
+    if key not in batch:
+      raise ValueError(f"comparator batch lacks {key!r} ({field.doc})")
+    shape = np.shape(batch[key])
+    if len(shape) != len(field.shape):
+      raise ValueError(f"batch[{key!r}] has shape {shape}, expected {field.shape}")
+    for dim, sym in zip(shape, field.shape):
+      want = sizes.setdefault(sym, dim) if isinstance(sym, str) else sym
+      if dim != want:
+        raise ValueError(f"batch[{key!r}] has shape {shape}, expected {field.shape} "
+                         f"with {sym}={want}")
+    if np.dtype(batch[key].dtype) != np.dtype(field.dtype):
+      raise ValueError(f"batch[{key!r}] is {batch[key].dtype}, expected {field.dtype}")
+
+
+def create_model(variant: str = "tiny", *, rngs: nnx.Rngs | None = None, seed: int = 0,
+                 **overrides):
+  """`provjax.create_model(f"comparator.{variant}")`, honouring an active mesh."""
+  return registry.create_model(f"comparator.{variant}", rngs=rngs, seed=seed, **overrides)
+
+
+def cosine_heatmap_loss(pred, gt, eps: float = 1e-8):
+  """Per-sample 1 - cos(pred, gt) of [B, g, g] maps.
+
+  Cosine as torch's `F.cosine_similarity` (x.y / max(|x| |y|, eps)), except
+  that two (near-)zero maps count as identical (cos = 1, loss 0): a benign
+  pair correctly classified has its prediction zeroed against an all-zero
+  target, and torch's 0/eps would charge it the maximal loss of 1 for being
+  right. With exactly one zero map the loss is 1 with zero gradient, so the
+  classifier term alone handles those samples.
+  """
+  p = pred.reshape(pred.shape[0], -1).astype(jnp.float32)
+  t = gt.reshape(gt.shape[0], -1).astype(jnp.float32)
+  # Clamp inside the sqrt: sqrt'(0) is infinite and a zeroed map is common.
+  p_norm = jnp.sqrt(jnp.maximum(jnp.sum(p * p, -1), eps * eps))
+  t_norm = jnp.sqrt(jnp.maximum(jnp.sum(t * t, -1), eps * eps))
+  cos = jnp.sum(p * t, -1) / jnp.maximum(p_norm * t_norm, eps)
+  both_zero = (p_norm <= eps) & (t_norm <= eps)
+  return 1.0 - jnp.where(both_zero, 1.0, cos)
+
+
+def photometric_loss(ref, warped, valid, use):
+  """MSE between R and warped Q over valid pixels, averaged over `use` samples.
+
+  Only pixels whose sample fell inside Q count (zero padding is not a
+  mismatch to correct), and distinct pairs are excluded (`use` False): two
+  unrelated images have no alignment, so pulling them together would only
+  teach the warp to distort.
+  """
+  v = valid.astype(jnp.float32)[..., None]
+  per_pixel = jnp.square(ref.astype(jnp.float32) - warped.astype(jnp.float32)) * v
+  per_sample = jnp.sum(per_pixel, (1, 2, 3)) / (ref.shape[-1] * jnp.maximum(jnp.sum(v, (1, 2, 3)), 1.0))
+  w = use.astype(jnp.float32)
+  return jnp.sum(per_sample * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def make_loss_fn(cls_weight: float = 0.5, heatmap_weight: float = 0.5,
+                 photometric_weight: float = 1.0):
+  """Builds `loss(model, batch, rngs=None) -> (loss, metrics)` with these weights.
+
+  The weights are closed over rather than keyword arguments because
+  `nnx.value_and_grad` binds every argument positionally.
+
+  Args:
+    cls_weight, heatmap_weight, photometric_weight: loss weights (spec:
+      0.5, 0.5, 1).
+  """
+
+  def loss_fn(model, batch, rngs=None):
+    """Training loss of one batch (BatchNorm in training mode).
+
+    Args:
+      model: a `Comparator`.
+      batch: see `SCHEMA`.
+      rngs: unused (the comparator has no stochastic layers); part of the
+        task contract shared by all tasks.
+
+    Returns:
+      (loss, metrics) with scalar metrics `loss`, `ce`, `heatmap`,
+      `photometric`, `accuracy`.
+    """
+    del rngs
+    out = model(batch["ref"], batch["query"], train=True)
+    labels = batch["label"].astype(jnp.int32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], labels).mean()
+    pred_cls = jnp.argmax(out["logits"], axis=-1)
+    # Spec 2.7: the heatmap counts as empty whenever the pair is called benign.
+    keep = (pred_cls != BENIGN)[:, None, None].astype(out["heatmap"].dtype)
+    heat = cosine_heatmap_loss(out["heatmap"] * keep, batch["heatmap"]).mean()
+    photo = photometric_loss(batch["ref"], out["warped"], out["valid"], labels != DISTINCT)
+    total = cls_weight * ce + heatmap_weight * heat + photometric_weight * photo
+    metrics = dict(loss=total, ce=ce, heatmap=heat, photometric=photo,
+                   accuracy=jnp.mean((pred_cls == labels).astype(jnp.float32)))
+    return total, metrics
+
+  return loss_fn
+
+
+loss_fn = make_loss_fn()
+loss = loss_fn
+
+
+def eval_step(model, batch: Mapping) -> dict:
+  """Predictions of one batch in inference mode (jit with `nnx.jit`).
+
+  Returns:
+    dict with `pred` [B] int32, `probs` [B, 3] and `heatmap` [B, g, g], the
+    test-time map of `Comparator.predict` (zeros if benign, ones if
+    distinct, min-max normalised otherwise).
+  """
+  out = model.predict(batch["ref"], batch["query"])
+  return dict(pred=out["label"], probs=out["probs"], heatmap=out["heatmap"])
+
+
+_jitted_eval_step = nnx.jit(eval_step)
+
+
+def evaluate(model, batches: Iterable[Mapping], *, jit: bool = True) -> dict:
+  """Accuracy and heatmap metrics over `batches` (spec 2.11).
+
+  Returns:
+    dict with `accuracy` (3-way), `confusion` (3x3 counts, rows = truth),
+    `iou` (mean heatmap IoU over manipulated pairs), `iou_nonbenign` (over
+    manipulated and distinct pairs: the reference's `val_iou`, which scores
+    every pair whose target is not empty), `emptiness` (mean over benign
+    pairs) and `count`. A mean over no pairs is NaN.
+  """
+  step = _jitted_eval_step if jit else eval_step
+  labels, preds, iou, empt = [], [], [], []
+  for batch in batches:
+    out = jax.device_get(step(model, batch))
+    lab = np.asarray(batch["label"])
+    gt = np.asarray(batch["heatmap"])
+    labels.append(lab)
+    preds.append(out["pred"])
+    for y, p, t in zip(lab, out["heatmap"], gt):
+      if y == BENIGN:
+        empt.append(heatmap_metrics.emptiness(p))
+      else:
+        iou.append((y, heatmap_metrics.heatmap_iou(p, t)))
+  labels, preds = np.concatenate(labels), np.concatenate(preds)
+  confusion = np.zeros((3, 3), np.int64)
+  np.add.at(confusion, (labels, preds), 1)
+  manip = [v for y, v in iou if y == MANIPULATED]
+  return dict(accuracy=float(np.mean(labels == preds)), confusion=confusion,
+              iou=_mean(manip), iou_nonbenign=_mean([v for _, v in iou]),
+              emptiness=_mean(empt), count=int(labels.size))
+
+
+def _mean(values) -> float:
+  return float(np.mean(values)) if len(values) else float("nan")
