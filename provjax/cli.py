@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
   p.set_defaults(fn=_cmd_bench)
 
+  from provjax.provenance import cli as provenance_cli
+  provenance_cli.add_commands(sub)
   return parser
 
 

@@ -162,7 +162,7 @@ def test_forward_shapes_identity_warp_at_init_and_predict(model):
   np.testing.assert_array_equal(out["coords"], np.broadcast_to(warp.pixel_grid(64, 64), (3, 64, 64, 2)))
   np.testing.assert_allclose(out["warped"], query, atol=1e-6)
   # evaluate() runs the jitted eval_step; its verdicts must be the argmax.
-  result = task.evaluate(model, [batch])
+  result = task.evaluate_batches(model, [batch])
   pred = np.argmax(np.asarray(out["logits"]), -1)
   assert result["accuracy"] == pytest.approx(np.mean(pred == batch["label"]), abs=1e-6)
   np.testing.assert_array_equal(result["confusion"].sum(1), [1, 1, 1])
@@ -220,7 +220,7 @@ def test_one_training_step(model):
 
   @nnx.jit
   def train_step(m, opt, batch):
-    (_, metrics), grads = nnx.value_and_grad(task.loss, has_aux=True)(m, batch, None)
+    (_, metrics), grads = nnx.value_and_grad(task.pair_loss, has_aux=True)(m, batch, None)
     opt.update(m, grads)
     return metrics
 

@@ -40,7 +40,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.mesh = dict(shape=(-1, 1))
   # Logical parameter axes -> mesh axes. Output channels split over `model`.
   c.sharding_rules = [["conv_in", None], ["conv_out", "model"],
-                      ["embed_in", None], ["embed_out", "model"]]
+                      ["embed_in", None], ["embed_out", "model"], ["head", None]]
   if quick:
     c.data.count, c.data.resolution, c.data.image_size = 64, 48, 32
     c.train.update(steps=6, batch_size=8, log_every=2, ckpt_every=2, eval_every=0)

@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -105,16 +106,51 @@ def _dir_bytes(path: str) -> int:
                for root, _, files in os.walk(path) for f in files)
 
 
-def _print_table(rows: list[dict]) -> None:
-    cols = ["method", "leaves", "search", "reorder", "build_s", "qps", "recall", "bytes/vec",
-            "x_exact"]
-    print(" | ".join(f"{c:>9}" for c in cols))
-    for r in rows:
-        vals = [r["method"], r.get("num_leaves", "-"), r.get("leaves_to_search", "-"),
-                r.get("reorder", "-"), f"{r.get('build_s', 0.0):.1f}", f"{r['qps']:.0f}",
-                f"{r['recall']:.4f}", r.get("bytes_per_vector", "-"),
-                f"{r['speedup_vs_exact']:.1f}"]
-        print(" | ".join(f"{str(v):>9}" for v in vals), flush=True)
+_COLUMNS = ["method", "leaves", "search", "reorder", "build_s", "qps", "recall@k", "B/vec",
+            "index_B/v", "x_exact"]
+
+
+def _print_header() -> None:
+    print(" | ".join(f"{c:>9}" for c in _COLUMNS), flush=True)
+
+
+def _print_row(r: dict) -> None:
+    vals = [r["method"], r.get("num_leaves", "-"), r.get("leaves_to_search", "-"),
+            r.get("reorder", "-"), f"{r.get('build_s', 0.0):.1f}", f"{r['qps']:.0f}",
+            f"{r['recall']:.4f}", r.get("bytes_per_vector", "-"),
+            r.get("index_bytes_per_vector", "-"), f"{r['speedup_vs_exact']:.1f}"]
+    print(" | ".join(f"{str(v):>9}" for v in vals), flush=True)
+
+
+def _measure_build(db, queries, true_ids, k, params, threads, repeats, exact_qps,
+                   overrides: list[tuple[int | None, int | None]],
+                   label: str = "scann") -> list[dict]:
+    """Builds one searcher, sizes its artefacts and times it at each (leaves, reorder)."""
+    n = db.shape[0]
+    t0 = time.perf_counter()
+    searcher = scann_backend.build_searcher(db, k, params, threads=threads)
+    build_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        scann_backend.save(searcher, tmp)
+        scann_bytes = _dir_bytes(tmp) / n
+    rows = []
+    for leaves, reorder in overrides:
+        def search():
+            return scann_backend.search(searcher, queries, k, leaves_to_search=leaves,
+                                        reorder=reorder)
+        _, ids = search()
+        qps = queries.shape[0] / _median_seconds(search, repeats)
+        rows.append(row := dict(
+            method=label if leaves is None and reorder is None else "scann", qps=qps, recall=recall_at_k(ids, true_ids, k),
+            speedup_vs_exact=qps / exact_qps, build_s=build_s,
+            bytes_per_vector=round(scann_bytes, 1),
+            # An Index also keeps vectors.npy (float32, the source of truth) and ids.npy.
+            index_bytes_per_vector=round(scann_bytes + 4 * db.shape[1] + 8, 1),
+            num_leaves=params.get("num_leaves", "-"),
+            leaves_to_search=leaves or params.get("leaves_to_search", "-"),
+            reorder=reorder or params.get("reorder", "-")))
+        _print_row(row)
+    return rows
 
 
 def run(n: int = 1_000_000, d: int = 256, k: int = 10, sweep: bool = True,
@@ -125,15 +161,17 @@ def run(n: int = 1_000_000, d: int = 256, k: int = 10, sweep: bool = True,
         n: database size.
         d: dimension.
         k: neighbours per query (recall@k is reported).
-        sweep: also time a few (leaves_to_search, reorder) settings around the defaults; the
-            searcher is built once and the search-time knobs are overridden per query batch.
+        sweep: also time (leaves_to_search, reorder) settings around the defaults (search-time
+            overrides on the default searcher), a searcher with half the default number of
+            leaves, and the PERFORMANCE.md peer configuration on the same data.
         n_queries: number of queries.
         repeats: timed repetitions per setting (the median is reported).
-        threads: ScaNN search threads (default: all cores).
+        threads: ScaNN build and search threads (default: all cores).
 
     Returns:
         One dict per measured configuration (``method``, ``qps``, ``recall``,
-        ``speedup_vs_exact`` and, for ScaNN, ``build_s``, ``bytes_per_vector`` and parameters).
+        ``speedup_vs_exact`` and, for ScaNN, ``build_s``, ``bytes_per_vector`` (ScaNN's
+        serialized artefacts), ``index_bytes_per_vector`` and the parameters).
     """
     t0 = time.perf_counter()
     db, queries = clustered_data(n, d, n_queries)
@@ -142,45 +180,34 @@ def run(n: int = 1_000_000, d: int = 256, k: int = 10, sweep: bool = True,
 
     # Exact JAX search is the ground truth and the speed baseline.
     db_dev = exact.to_device(db)
-    true_scores, true_ids = exact.topk(db_dev, queries, k)
+    _, true_ids = exact.topk(db_dev, queries, k)
     exact_s = _median_seconds(lambda: exact.topk(db_dev, queries, k), max(1, repeats // 2))
     exact_qps = n_queries / exact_s
     rows = [dict(method="exact-jax", qps=exact_qps, recall=1.0, speedup_vs_exact=1.0,
                  bytes_per_vector=4 * d)]
     del db_dev
+    _print_header()
+    _print_row(rows[0])
 
     params = scann_backend.scann_params(n)
-    t0 = time.perf_counter()
-    searcher = scann_backend.build_searcher(db, k, params, threads=threads)
-    build_s = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        searcher.serialize(tmp)
-        # The index also keeps the float32 vectors as its source of truth unless ScaNN already
-        # stores them for reordering; report ScaNN's own artefacts, which is what search needs.
-        bytes_per_vector = round(_dir_bytes(tmp) / n, 1)
-
-    def measure(**overrides) -> dict:
-        search = lambda: scann_backend.search(searcher, queries, k, **overrides)  # noqa: E731
-        _, ids = search()
-        secs = _median_seconds(search, repeats)
-        qps = n_queries / secs
-        return dict(method="scann", qps=qps, recall=recall_at_k(ids, true_ids, k),
-                    speedup_vs_exact=qps / exact_qps, build_s=build_s,
-                    bytes_per_vector=bytes_per_vector,
-                    num_leaves=params.get("num_leaves", "-"),
-                    leaves_to_search=overrides.get("leaves_to_search",
-                                                   params.get("leaves_to_search", "-")),
-                    reorder=overrides.get("reorder", params.get("reorder", "-")))
-
-    rows.append(dict(measure(), method="scann-default"))
-    if sweep and "num_leaves" in params:
+    measure = functools.partial(_measure_build, db, queries, true_ids, k, threads=threads,
+                                repeats=repeats, exact_qps=exact_qps)
+    sweep = sweep and params["mode"] == "tree_ah"
+    grid = []
+    if sweep:  # search-time overrides on the default searcher: no rebuild needed
         base_l, base_r = params["leaves_to_search"], params["reorder"]
-        settings = sorted({(max(1, base_l // 2), base_r), (base_l, max(k, base_r // 2)),
-                           (base_l * 2, base_r), (base_l, base_r * 2),
-                           (base_l * 2, base_r * 2)})
-        for leaves, reorder in settings:
-            rows.append(measure(leaves_to_search=leaves, reorder=reorder))
-    _print_table(rows)
+        grid = sorted({(max(1, base_l // 2), base_r), (base_l, max(k, base_r // 2)),
+                       (2 * base_l, base_r), (base_l, 2 * base_r), (2 * base_l, 2 * base_r)})
+    rows += measure(params, overrides=[(None, None)] + grid, label="scann-default")
+    if sweep:
+        # Half the leaves (the same fraction searched), then the peer anchor of PERFORMANCE.md
+        # (tree 1000 leaves / 50 searched, AH(2, 0.2), reorder 100) on this data.
+        half = dict(params, num_leaves=params["num_leaves"] // 2,
+                    leaves_to_search=max(1, base_l // 2))
+        rows += measure(half, overrides=[(None, None), (None, 2 * base_r)])
+        peer = dict(params, num_leaves=1000, leaves_to_search=50, reorder=100,
+                    training_sample_size=min(n, 100_000))
+        rows += measure(peer, overrides=[(None, None)], label="scann-peer")
     return rows
 
 

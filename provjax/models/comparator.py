@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from provjax.models import resnet
-from provjax.models.layers.conv import batch_norm, conv, dense
+from provjax.models.layers.conv import HEAD, batch_norm, conv, dense
 from provjax.models.layers.preprocess import imagenet_normalize
 from provjax.models.layers.warp import WarpModule, adaptive_avg_pool
 
@@ -97,8 +97,8 @@ class Comparator(nnx.Module):
     self.fusion_bn = batch_norm(trunk_in, rngs=rngs, dtype=dtype)
     self.trunk = nnx.List(_trunk(spec, trunk_in, rngs=rngs, dtype=dtype))
     self.fc = dense(spec.out_dim * grid * grid, hidden, rngs=rngs)
-    self.heatmap_head = dense(hidden, grid * grid, rngs=rngs)
-    self.cls_head = dense(hidden, len(CLASSES), rngs=rngs)
+    self.heatmap_head = dense(hidden, grid * grid, rngs=rngs, out_axis=HEAD)
+    self.cls_head = dense(hidden, len(CLASSES), rngs=rngs, out_axis=HEAD)
 
   def __call__(self, ref, query, *, train: bool = False) -> dict:
     """Forward pass.

@@ -199,7 +199,7 @@ class Index:
         if not np.isfinite(vectors).all():
             raise ValueError("vectors contain NaN or inf")
 
-        known = self._meta.find_sha256_many(sha256s)
+        known = self._meta.find_sha256_many(sha256s) if self._n else {}
         keep, duplicates = [], {}
         for row, (id_, sha) in enumerate(zip(ids.tolist(), sha256s)):
             if sha is not None and sha in known:
@@ -209,7 +209,7 @@ class Index:
                 if sha is not None:
                     known[sha] = id_
         keep = np.asarray(keep, np.int64)
-        taken = self._meta.existing_ids(ids[keep].tolist())
+        taken = self._meta.existing_ids(ids[keep].tolist()) if self._n else set()
         if taken:
             raise ValueError(f"ids already in the index: {sorted(taken)[:10]}")
         # Metadata first: it is one transaction, so a failure leaves the index unchanged.
@@ -256,15 +256,29 @@ class Index:
             q = queries.shape[0]
             return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
         if self.backend == "exact":
-            scores, rows = exact.topk(self._exact_db(), queries, k)
+            scores, rows = exact.topk(self._exact_db(), queries, k, n_valid=self._n)
         else:
             scores, rows = self._scann_search(queries, k)
         return scores, np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
 
     def _exact_db(self):
+        """Device copy of the whole capacity buffer, refreshed after adds.
+
+        Searching the buffer with ``n_valid`` rather than the ``[:N]`` slice keeps the array
+        shape fixed until the buffer doubles, so adds do not force a recompilation.
+        """
         if self._device_db is None or self._device_db[0] != self._n:
-            self._device_db = (self._n, exact.to_device(self._vecs[:self._n]))
+            self._device_db = (self._n, exact.to_device(self._vecs))
         return self._device_db[1]
+
+    def _delta_rows(self) -> np.ndarray:
+        """Rows added since the ScaNN build, zero-padded to a power of two (>= 1024) rows so
+        that a delta growing one add at a time reuses a few compiled exact searches."""
+        count = self._n - self._searcher_rows
+        size = max(1024, 1 << (count - 1).bit_length())
+        out = np.zeros((size, self.dim), np.float32)
+        out[:count] = self._vecs[self._searcher_rows:self._n]
+        return out
 
     def _delta_limit(self) -> int:
         return max(1000, self._searcher_rows // 100)
@@ -286,7 +300,8 @@ class Index:
         scores, rows = scann_backend.search(self._searcher, queries, k, reorder=reorder)
         if self._n == self._searcher_rows:
             return scores, rows
-        d_scores, d_rows = exact.topk(self._vecs[self._searcher_rows:self._n], queries, k)
+        d_scores, d_rows = exact.topk(self._delta_rows(), queries, k,
+                                      n_valid=self._n - self._searcher_rows)
         d_rows = np.where(d_rows >= 0, d_rows + self._searcher_rows, -1)
         return merge_topk([scores, d_scores], [rows, d_rows], k)
 
@@ -400,6 +415,8 @@ class Index:
             if rel not in files:
                 raise IndexCorruptError(f"{mpath}: manifest does not list {rel}")
         for rel, info in files.items():
+            if os.path.isabs(rel) or os.path.normpath(rel).startswith(".."):
+                raise IndexCorruptError(f"{mpath}: file entry {rel!r} points outside the index")
             path = os.path.join(root, rel)
             if not os.path.isfile(path):
                 raise IndexCorruptError(f"{path}: missing")
@@ -429,8 +446,12 @@ class Index:
         if len(index._meta) != n:
             raise IndexCorruptError(f"{os.path.join(root, METADATA)}: {len(index._meta)} rows, "
                                     f"manifest says {n}")
-        if manifest.get("scann_rows"):
+        scann_rows = manifest.get("scann_rows", 0)
+        if not 0 <= scann_rows <= n or (scann_rows and index.backend != "scann"):
+            raise IndexCorruptError(f"{mpath}: scann_rows {scann_rows} inconsistent with count "
+                                    f"{n} and backend {index.backend!r}")
+        if scann_rows:
             index._searcher = scann_backend.load(os.path.join(root, SCANN_DIR))
-            index._searcher_rows = manifest["scann_rows"]
+            index._searcher_rows = scann_rows
             index._searcher_params = manifest["params"]
         return index

@@ -13,6 +13,8 @@ Loss (specs/simprov.md 2.7):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from typing import Iterable, Mapping
 
 from flax import nnx
@@ -22,6 +24,8 @@ import numpy as np
 import optax
 
 from provjax import registry
+from provjax.data import pairs, pipeline, synthetic
+from provjax.data.images import read_image
 from provjax.eval import heatmap_metrics
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
@@ -62,10 +66,9 @@ def check_batch(batch: Mapping, grid: int) -> None:
       raise ValueError(f"batch[{key!r}] is {batch[key].dtype}, expected {field.dtype}")
 
 
-def create_model(variant: str = "tiny", *, rngs: nnx.Rngs | None = None, seed: int = 0,
-                 **overrides):
-  """`provjax.create_model(f"comparator.{variant}")`, honouring an active mesh."""
-  return registry.create_model(f"comparator.{variant}", rngs=rngs, seed=seed, **overrides)
+def create_model(config, rngs: nnx.Rngs):
+  """`config.model.name` (e.g. comparator.tiny), honouring an active mesh."""
+  return registry.create_model(config.model.name, rngs=rngs, **config.model.get("overrides", {}))
 
 
 def cosine_heatmap_loss(pred, gt, eps: float = 1e-8):
@@ -145,8 +148,7 @@ def make_loss_fn(cls_weight: float = 0.5, heatmap_weight: float = 0.5,
   return loss_fn
 
 
-loss_fn = make_loss_fn()
-loss = loss_fn
+pair_loss = make_loss_fn()
 
 
 def eval_step(model, batch: Mapping) -> dict:
@@ -164,7 +166,7 @@ def eval_step(model, batch: Mapping) -> dict:
 _jitted_eval_step = nnx.jit(eval_step)
 
 
-def evaluate(model, batches: Iterable[Mapping], *, jit: bool = True) -> dict:
+def evaluate_batches(model, batches: Iterable[Mapping], *, jit: bool = True) -> dict:
   """Accuracy and heatmap metrics over `batches` (spec 2.11).
 
   Returns:
@@ -198,3 +200,60 @@ def evaluate(model, batches: Iterable[Mapping], *, jit: bool = True) -> dict:
 
 def _mean(values) -> float:
   return float(np.mean(values)) if len(values) else float("nan")
+
+
+# ------------------------------------------------------- trainer contract ---
+
+def to_float(batch: Mapping) -> dict:
+  """uint8 images from the pipeline (4x less to transfer) -> float32 in [0, 1]."""
+  out = dict(batch)
+  for key in ("ref", "query"):
+    if out[key].dtype == jnp.uint8 or np.dtype(out[key].dtype) == np.uint8:
+      out[key] = out[key].astype(jnp.float32) / 255.0
+  return out
+
+
+def loss_fn(model, batch, rng, config):
+  """The trainer's entry: spec loss weights from `config.loss`."""
+  del rng
+  weights = config.loss
+  fn = make_loss_fn(weights.cls, weights.heatmap, weights.photometric)
+  return fn(model, to_float(batch))
+
+
+def _source(config, split: str):
+  d = config.data
+  return synthetic.load_source(split, data_dir=os.path.expanduser(d.data_dir),
+                               resolution=d.resolution, count=d.count, seed=d.seed)
+
+
+def make_example(record, rng: np.random.Generator, *, size: int, grid: int) -> dict:
+  image = read_image(record["image"], name=f"record {record.get('id')}")
+  return pairs.make_pair(image, rng, size=size, grid=grid)
+
+
+def train_data(config, *, start_step: int = 0):
+  """Deterministic infinite pair batches; batch i depends only on (seed, i)."""
+  per_process = config.train.batch_size // jax.process_count()
+  map_fn = functools.partial(make_example, size=config.data.image_size, grid=config.data.grid)
+  ds = pipeline.make_dataset(_source(config, "train"), seed=config.seed, batch_size=per_process,
+                             map_fn=map_fn)
+  return pipeline.iterate(ds, start=start_step, num_threads=config.data.get("num_threads", 2))
+
+
+def eval_batches(config) -> list[dict]:
+  """The held-back pairs: the test split, one pair per image, fixed seed."""
+  source = _source(config, "test")
+  n = min(len(source), config.eval.num_pairs)
+  rng = np.random.default_rng(config.eval.seed)
+  examples = [make_example(source[i], rng, size=config.data.image_size, grid=config.data.grid)
+              for i in range(n)]
+  b = config.eval.batch_size
+  return [to_float({k: np.stack([e[k] for e in examples[i:i + b]]) for k in examples[0]})
+          for i in range(0, n, b)]
+
+
+def evaluate(model, config) -> dict:
+  """3-way accuracy, heatmap IoU (manipulated) and emptiness (benign) on held-back pairs."""
+  out = evaluate_batches(model, eval_batches(config))
+  return {k: v for k, v in out.items() if k != "confusion"}

@@ -11,6 +11,8 @@ import math
 import jax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+from provjax.models.layers.conv import LOGICAL_AXES
+
 MESH_AXES = ("data", "model")
 
 
@@ -33,8 +35,14 @@ def make_mesh(shape=(-1, 1), devices=None) -> jax.sharding.Mesh:
 
 
 def sharding_rules(config) -> tuple[tuple[str, str | None], ...]:
-  """Logical axis rules as the tuple-of-pairs `nnx.logical_axis_rules` wants."""
-  return tuple((name, axis) for name, axis in config.sharding_rules)
+  """`config.sharding_rules` as `nnx.logical_axis_rules` wants them.
+
+  Logical names the config does not mention are replicated (mapped to None);
+  without that, an unmapped name is an error when a parameter is created.
+  """
+  rules = [(name, axis) for name, axis in config.sharding_rules]
+  named = {name for name, _ in rules}
+  return tuple(rules + [(name, None) for name in LOGICAL_AXES if name not in named])
 
 
 def batch_sharding(mesh) -> NamedSharding:

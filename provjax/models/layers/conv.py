@@ -11,20 +11,26 @@ from flax import nnx
 import jax.numpy as jnp
 
 # Logical axis names used by all convolutional models in the zoo.
-CONV_KERNEL_AXES = (None, None, "conv_in", "conv_out")
-DENSE_KERNEL_AXES = ("embed_in", "embed_out")
+# Small output layers (heads: 49 heatmap cells, 3 classes, 6 affine
+# parameters, 2 flow channels) use the logical name "head", which the rules
+# leave unsharded: such sizes rarely divide a mesh axis.
+HEAD = "head"
+# Every logical axis name a parameter may carry; rules that do not mention
+# one leave it replicated (see `provjax.train.mesh.sharding_rules`).
+LOGICAL_AXES = ("conv_in", "conv_out", "embed_in", "embed_out", HEAD)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, strides: int = 1,
-         use_bias: bool = False, dtype=jnp.float32) -> nnx.Conv:
+         use_bias: bool = False, dtype=jnp.float32, out_axis: str = "conv_out") -> nnx.Conv:
   """A `kernel x kernel` conv with 'SAME'-style padding and He-normal init."""
   pad = (kernel - 1) // 2
   return nnx.Conv(
       in_ch, out_ch, (kernel, kernel), strides=(strides, strides),
       padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
       kernel_init=nnx.with_partitioning(
-          nnx.initializers.variance_scaling(2.0, "fan_out", "normal"), CONV_KERNEL_AXES),
-      bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("conv_out",)),
+          nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+          (None, None, "conv_in", out_axis)),
+      bias_init=nnx.with_partitioning(nnx.initializers.zeros, (out_axis,)),
       rngs=rngs)
 
 
@@ -40,11 +46,11 @@ def batch_norm(ch: int, *, rngs: nnx.Rngs, zero_init: bool = False,
 
 
 def dense(in_dim: int, out_dim: int, *, rngs: nnx.Rngs, kernel_init=None,
-          dtype=jnp.float32) -> nnx.Linear:
+          dtype=jnp.float32, out_axis: str = "embed_out") -> nnx.Linear:
   """Linear layer with annotated kernel and bias."""
   kernel_init = kernel_init or nnx.initializers.lecun_normal()
   return nnx.Linear(
       in_dim, out_dim, dtype=dtype,
-      kernel_init=nnx.with_partitioning(kernel_init, DENSE_KERNEL_AXES),
-      bias_init=nnx.with_partitioning(nnx.initializers.zeros, ("embed_out",)),
+      kernel_init=nnx.with_partitioning(kernel_init, ("embed_in", out_axis)),
+      bias_init=nnx.with_partitioning(nnx.initializers.zeros, (out_axis,)),
       rngs=rngs)

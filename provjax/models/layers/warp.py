@@ -24,7 +24,7 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from provjax.models.layers.conv import batch_norm, conv, dense
+from provjax.models.layers.conv import HEAD, batch_norm, conv, dense
 from provjax.models.layers.correlation import l2_normalize, local_correlation
 from provjax.models.layers.preprocess import imagenet_normalize
 
@@ -213,7 +213,8 @@ class AffineSTN(nnx.Module):
     self.conv = conv(in_ch, feat_ch, 3, strides=2, rngs=rngs)
     self.bn = batch_norm(feat_ch, rngs=rngs)
     self.fc = dense(feat_ch * pool * pool, hidden, rngs=rngs)
-    self.out = dense(hidden, 6, rngs=rngs, kernel_init=nnx.initializers.zeros)
+    self.out = dense(hidden, 6, rngs=rngs, kernel_init=nnx.initializers.zeros,
+                     out_axis=HEAD)
     self.out.bias[...] = self.out.bias[...] + jnp.asarray(IDENTITY_AFFINE, jnp.float32)
 
   def __call__(self, feat_r, feat_q, *, train: bool):
@@ -237,7 +238,7 @@ class FlowHead(nnx.Module):
     in_ch = (2 * radius + 1) ** 2 + feat_ch + 2
     self.convs = nnx.List([conv(in_ch, hidden, 3, rngs=rngs, use_bias=True),
                            conv(hidden, hidden, 3, rngs=rngs, use_bias=True)])
-    self.out = conv(hidden, 2, 3, rngs=rngs, use_bias=True)
+    self.out = conv(hidden, 2, 3, rngs=rngs, use_bias=True, out_axis=HEAD)
     self.out.kernel[...] = jnp.zeros_like(self.out.kernel[...])
 
   def __call__(self, feat_r, feat_q, base, flow):

@@ -1,0 +1,48 @@
+"""SImProv comparator (ICN): warp Q onto R, 3-way verdict + 7x7 edit heatmap.
+
+    provjax train --config configs/simprov/comparator.py:tiny --workdir runs/cmp-tiny
+    provjax eval  --config configs/simprov/comparator.py:tiny --checkpoint runs/cmp-tiny
+
+Pairs come from the synthetic builder with exact targets (provjax.data.pairs):
+benign / manipulated / distinct drawn uniformly. Loss 0.5 CE + 0.5 (1 - cos)
+on the heatmap + photometric MSE(R, warp(Q)) (specs/simprov.md 2.7).
+`:tiny` (64 px) is the CPU variant behind `comparator.synth-v1`; `:r50` the
+paper's size. Add `,quick` for a smoke run. Results when last run: see
+checkpoints/comparator.synth-v1/model_card.md.
+"""
+import ml_collections
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  variant, *flags = arg.split(",")
+  quick = "quick" in flags
+  small = variant == "tiny"
+  c = ml_collections.ConfigDict()
+  c.task = "comparator"
+  c.seed = 0
+  c.distributed = False
+  c.model = dict(name=f"comparator.{variant}", overrides={})
+  c.data = dict(
+      data_dir="~/.cache/provjax/tensorflow_datasets",
+      resolution=96 if small else 288,
+      count=4000 if small else 100_000,
+      seed=0,
+      image_size=64 if small else 224,
+      grid=7,
+      num_threads=2,
+  )
+  c.loss = dict(cls=0.5, heatmap=0.5, photometric=1.0)
+  # Spec: Adam lr 1e-3, weight decay 5e-4 (torch-style L2), StepLR 0.95 / epoch.
+  c.optimizer = dict(name="adam", lr=1e-3, weight_decay=5e-4, schedule="cosine",
+                     warmup_steps=100, clip_norm=1.0)
+  c.train = dict(steps=3000 if small else 100_000, batch_size=32 if small else 128,
+                 log_every=20, ckpt_every=250, keep=3, eval_every=1000)
+  c.eval = dict(num_pairs=300, seed=1, batch_size=50)
+  c.mesh = dict(shape=(-1, 1))
+  c.sharding_rules = [["conv_in", None], ["conv_out", "model"],
+                      ["embed_in", None], ["embed_out", "model"], ["head", None]]
+  if quick:
+    c.data.count, c.data.resolution = 64, 64
+    c.train.update(steps=4, batch_size=8, log_every=2, ckpt_every=2, eval_every=0)
+    c.eval.update(num_pairs=16, batch_size=8)
+  return c

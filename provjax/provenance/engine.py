@@ -1,0 +1,133 @@
+"""The three-stage SImProv engine: search -> re-rank / near-duplicate -> heatmap.
+
+    engine = Engine(Gallery.open(dir), provjax.load("simprov.synth-v1"),
+                    provjax.load("comparator.synth-v1"))
+    result = engine.query(image)   # match, verdict, probabilities, heatmap on the query
+
+Stage (a) embeds the query and takes the top-k of the gallery index; stage (b)
+runs the comparator on all k (original, query) pairs in one batch and sorts
+them by ascending P(distinct) (specs/simprov.md 2.11); stage (c) takes the
+best pair's heatmap, which lives in the original's frame, and carries it onto
+the query's own pixels through the comparator's alignment (its sampling
+coordinates), so a cropped, padded or rotated query gets its map in place.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+from provjax.provenance.gallery import Gallery
+from provjax.tasks.losses import l2_normalize
+from provjax.viz.overlay import resize, resize_map
+
+VERDICTS = ("benign", "manipulated", "distinct")
+
+
+@dataclasses.dataclass
+class QueryResult:
+  """What the engine found for one query."""
+  match: dict | None          # best candidate unless it is judged distinct
+  candidates: list[dict]      # top-k after re-ranking: id, path, score, p_distinct
+  heatmap: np.ndarray         # [H, W] float32 in [0, 1] on the query's own pixels
+  grid_heatmap: np.ndarray    # [g, g] test-time map in the original's frame (spec metrics)
+  best_thumb: np.ndarray      # thumbnail of the best candidate (for pictures)
+
+
+class Describer:
+  """Full-size RGB images -> L2-normalised descriptors, in fixed-shape batches."""
+
+  def __init__(self, model, batch: int = 32):
+    self.size, self.batch = int(model.image_size), batch
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def embed(images):
+      m = nnx.merge(graphdef, state)
+      return l2_normalize(m(images.astype(jnp.float32) / 255.0, train=False))
+    self._embed = embed
+
+  def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+    s, batch, out = self.size, self.batch, []
+    for i in range(0, len(images), batch):
+      chunk = np.zeros((batch, s, s, 3), np.uint8)
+      part = images[i:i + batch]
+      for n, img in enumerate(part):
+        chunk[n] = img if img.shape[:2] == (s, s) else resize(img, s, s)
+      out.append(np.asarray(self._embed(chunk))[:len(part)])
+    return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
+
+
+def _compare_fn(model):
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def compare(refs, queries):
+    m = nnx.merge(graphdef, state)
+    out = m.predict(refs.astype(jnp.float32) / 255.0, queries.astype(jnp.float32) / 255.0)
+    return out["probs"], out["heatmap"], out["coords"], out["valid"]
+  return compare
+
+
+def heatmap_on_query(heat: np.ndarray, coords: np.ndarray, valid: np.ndarray,
+                     query_hw: tuple[int, int]) -> np.ndarray:
+  """Carry a grid heatmap from the original's frame onto the query's pixels.
+
+  `coords[y, x]` is where original pixel (y, x) samples the (resized) query;
+  each original pixel's heat is splatted there (max), small holes left by
+  the splat are closed, and the map is resized to the query's size.
+  """
+  s = coords.shape[0]
+  heat_ref = resize_map(heat, s, s)
+  qy = np.rint(coords[..., 0]).astype(int)
+  qx = np.rint(coords[..., 1]).astype(int)
+  ok = valid & (qy >= 0) & (qy < s) & (qx >= 0) & (qx < s)
+  out = np.zeros((s, s), np.float32)
+  np.maximum.at(out, (qy[ok], qx[ok]), heat_ref[ok])
+  covered = np.zeros((s, s), bool)
+  covered[qy[ok], qx[ok]] = True
+  filled = ndimage.grey_closing(out, size=3)
+  out = np.where(covered, out, filled)
+  return np.clip(resize_map(out, *query_hw), 0.0, 1.0)
+
+
+class Engine:
+  """Search a gallery, re-rank with the comparator, decide, localise."""
+
+  def __init__(self, gallery: Gallery, descriptor, comparator, *, k: int = 100):
+    self.gallery, self.k = gallery, k
+    self.describe = Describer(descriptor)
+    self.cmp_size = int(comparator.image_size)
+    if gallery.info["thumb_size"] != self.cmp_size:
+      raise ValueError(f"gallery thumbnails are {gallery.info['thumb_size']} px but the "
+                       f"comparator wants {self.cmp_size} px; rebuild the index")
+    self._compare = _compare_fn(comparator)
+
+  def query(self, image: np.ndarray, vector: np.ndarray | None = None) -> QueryResult:
+    """Run the three stages for one RGB image (its descriptor may be given)."""
+    vector = self.describe([image]) if vector is None else vector[None]
+    k = min(self.k, len(self.gallery))
+    scores, ids = self.gallery.index.search(vector, k)
+    scores, ids = scores[0], ids[0]
+    q = resize(image, self.cmp_size, self.cmp_size)
+    probs, heat, coords, valid = (np.asarray(a) for a in self._compare(
+        self.gallery.thumbs(ids), np.broadcast_to(q, (k,) + q.shape)))
+    probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
+    order = np.argsort(probs[:, 2], kind="stable")
+    candidates = [self._candidate(ids[i], scores[i], probs[i]) for i in order]
+    best = order[0]
+    verdict = int(np.argmax(probs[best]))
+    match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
+    heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
+    return QueryResult(match, candidates, heatmap, heat[best],
+                       self.gallery.thumbs(ids[best:best + 1])[0])
+
+  def _candidate(self, id_, score, probs) -> dict:
+    meta = self.gallery.index.lookup(int(id_)) if id_ >= 0 else {}
+    return {"id": int(id_), "path": meta.get("path"), "score": round(float(score), 6),
+            "p_benign": round(float(probs[0]), 6), "p_manipulated": round(float(probs[1]), 6),
+            "p_distinct": round(float(probs[2]), 6)}
