@@ -13,6 +13,26 @@ parameters of :func:`provjax.retrieval.scann_backend.scann_params` plus a small 
 them: build time, queries per second (median of repeated timings), recall@k against exact
 search and bytes per vector of the serialized index.
 
+Measured 2026-11 on the shared 2-core CPU machine (``python -m provjax.eval.bench_retrieval``,
+1M x 256, k = 10, 1,000 queries, medians of 5; other jobs shared the cores, so QPS is noisy at
+about +-25 %)::
+
+    method        leaves search reorder build_s    qps  recall@10  B/vec  x_exact
+    exact-jax          -      -       -       -    188     1.0000   1024      1.0
+    scann-default   4000     10      80   109.0  19456     0.9977   1164    103.5
+    scann           4000      5      80   109.0  27933     0.9975   1164    148.7
+    scann           4000     10      40   109.0  21483     0.9710   1164    114.3
+    scann           4000     10     160   109.0  19946     1.0000   1164    106.2
+    scann           4000     20      80   109.0  18796     0.9977   1164    100.0
+    scann           4000     20     160   109.0  12605     1.0000   1164     67.1
+    scann           2000      5      80    49.3  33425     0.9771   1160    177.9
+    scann           2000      5     160    49.3  28088     0.9837   1160    149.5
+    scann-peer      1000     50     100    31.9   7947     0.9394   1158     42.3
+
+B/vec is ScaNN's serialized searcher (float32 copy for reordering + 4-bit AH codes + leaf
+tokens); a saved ``Index`` adds ``vectors.npy`` and ``ids.npy`` (about 2,196 B/vector in all).
+The peer anchor row is the PERFORMANCE.md ScaNN configuration run on the same data.
+
 Usage::
 
     python -m provjax.eval.bench_retrieval            # 1M x 256, with sweep
@@ -141,7 +161,8 @@ def _measure_build(db, queries, true_ids, k, params, threads, repeats, exact_qps
         _, ids = search()
         qps = queries.shape[0] / _median_seconds(search, repeats)
         rows.append(row := dict(
-            method=label if leaves is None and reorder is None else "scann", qps=qps, recall=recall_at_k(ids, true_ids, k),
+            method=label if leaves is None and reorder is None else "scann",
+            qps=qps, recall=recall_at_k(ids, true_ids, k),
             speedup_vs_exact=qps / exact_qps, build_s=build_s,
             bytes_per_vector=round(scann_bytes, 1),
             # An Index also keeps vectors.npy (float32, the source of truth) and ids.npy.
@@ -203,7 +224,8 @@ def run(n: int = 1_000_000, d: int = 256, k: int = 10, sweep: bool = True,
         # Half the leaves (the same fraction searched), then the peer anchor of PERFORMANCE.md
         # (tree 1000 leaves / 50 searched, AH(2, 0.2), reorder 100) on this data.
         half = dict(params, num_leaves=params["num_leaves"] // 2,
-                    leaves_to_search=max(1, base_l // 2))
+                    leaves_to_search=max(1, base_l // 2),
+                    training_sample_size=params["training_sample_size"] // 2)
         rows += measure(half, overrides=[(None, None), (None, 2 * base_r)])
         peer = dict(params, num_leaves=1000, leaves_to_search=50, reorder=100,
                     training_sample_size=min(n, 100_000))
