@@ -1,0 +1,170 @@
+"""`provjax bench`: speed figures for the zoo on this machine (printed, not asserted).
+
+Sections (select with `--only`):
+  peak        fp32 matmul ceiling (numpy 4096^3), the denominator of every fraction
+  models      forward throughput of the descriptors (tiny and r50, batch 16)
+  train       train-step median for descriptor tiny / r50 configs, model FLOPs per
+              step and the fraction of the matmul ceiling it reaches
+  pipeline    grain pipeline images/s (decode + augment + batch) for the descriptor
+  retrieval   ScaNN vs exact at 1M x 256 (PERFORMANCE.md recipe) with a sweep
+  provenance  end-to-end query latency (search + k=100 comparator re-rank) over
+              gallery sizes
+Medians of repeated wall-clock timings, all measured side by side in one run.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SECTIONS = ("peak", "models", "train", "pipeline", "retrieval", "provenance")
+
+
+def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def matmul_peak(n: int = 4096) -> float:
+  """GFLOP/s of a numpy fp32 n^3 matmul (the machine's compute ceiling)."""
+  a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+  return 2 * n ** 3 / median_seconds(lambda: a @ a, repeats=3) / 1e9
+
+
+def _compiled_flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
+
+
+def bench_models(quick: bool) -> list[dict]:
+  import provjax
+  rows = []
+  for variant in (["tiny"] if quick else ["tiny", "r50"]):
+    for dtype in (jnp.float32, jnp.bfloat16):
+      model = provjax.create_model(f"simprov.{variant}", dtype=dtype)
+      graphdef, state = nnx.split(model)
+      s, b = model.image_size, 16
+      fwd = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x))
+      x = jnp.asarray(np.random.default_rng(0).random((b, s, s, 3), np.float32))
+      sec = median_seconds(lambda: fwd(state, x).block_until_ready(), repeats=3 if quick else 5)
+      flops = _compiled_flops(fwd.lower(state, x).compile())
+      rows.append({"model": f"simprov.{variant}", "dtype": jnp.dtype(dtype).name, "batch": b,
+                   "images/s": b / sec, "GFLOP/s": flops / sec / 1e9})
+  return rows
+
+
+def bench_train(quick: bool, peak: float) -> list[dict]:
+  from provjax import tasks
+  from provjax.config import load_config
+  from provjax.train import mesh as mesh_lib, trainer
+  from pathlib import Path
+  root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
+  rows = []
+  for arg, batch in ([("tiny", 32)] if quick else [("tiny", 32), ("r50", 8)]):
+    config = load_config(f"{root}/descriptor.py:{arg}", [f"train.batch_size={batch}"])
+    task = tasks.get(config.task)
+    mesh = mesh_lib.make_mesh(tuple(config.mesh.shape))
+    graphdef, state = trainer.build_state(config, task, mesh)
+    sharding = jax.tree.map(lambda x: x.sharding, state)
+    step = trainer.make_train_step(graphdef, task, config, sharding)
+    s, v = config.data.image_size, config.data.npos
+    views = np.random.default_rng(0).integers(0, 255, (batch, v, s, s, 3), dtype=np.uint8)
+    with jax.set_mesh(mesh):
+      b = mesh_lib.shard_batch({"views": views}, mesh)
+      flops = _compiled_flops(step.lower(state, b, jnp.int32(0)).compile())
+      holder = {"state": state}
+
+      def run():
+        holder["state"], m = step(holder["state"], b, jnp.int32(0))
+        jax.block_until_ready(m)
+      sec = median_seconds(run, repeats=3 if (quick or arg == "r50") else 10)
+    rows.append({"config": f"descriptor:{arg}", "images/step": batch * v, "step ms": 1e3 * sec,
+                 "GFLOP/step": flops / 1e9, "GFLOP/s": flops / sec / 1e9,
+                 "of peak": flops / sec / 1e9 / peak})
+  return rows
+
+
+def bench_pipeline(quick: bool) -> list[dict]:
+  from pathlib import Path
+  from provjax.config import load_config
+  from provjax.data import pipeline
+  from provjax.tasks import descriptor
+  root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
+  config = load_config(f"{root}/descriptor.py:tiny")
+  src = descriptor._source(config, "train")
+  import functools
+  map_fn = functools.partial(descriptor.make_views, npos=config.data.npos,
+                             size=config.data.image_size)
+  ds = pipeline.make_dataset(src, seed=0, batch_size=config.train.batch_size, map_fn=map_fn)
+  ips = pipeline.images_per_second(ds, 3 if quick else 10)
+  return [{"pipeline": "descriptor:tiny (decode + manipulate + 4 benign views)",
+           "originals/s": ips, "views/s": ips * config.data.npos}]
+
+
+def bench_provenance(quick: bool) -> list[dict]:
+  """Query latency: descriptor + ScaNN top-k + comparator on k=100 pairs + heatmap."""
+  import provjax
+  from provjax.provenance.engine import Engine
+  from provjax.provenance.gallery import Gallery
+  from provjax.eval.bench_retrieval import clustered_data
+  rows = []
+  descriptor = provjax.create_model("simprov.tiny")
+  comparator = provjax.create_model("comparator.tiny")
+  s = comparator.image_size
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+  for n in ([10_000] if quick else [10_000, 100_000]):
+    db, _ = clustered_data(n, 256, 1, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+      gallery = Gallery.create(tmp, dim=256, thumb_size=s, descriptor="random")
+      thumbs = rng.integers(0, 255, (n, s, s, 3), dtype=np.uint8)
+      gallery.add(db, thumbs, [f"img{i}" for i in range(n)], [None] * n)
+      engine = Engine(gallery, descriptor, comparator, k=100)
+      sec = median_seconds(lambda: engine.query(image), repeats=5 if quick else 15, warmup=2)
+      search = median_seconds(lambda: gallery.index.search(db[:1], 100), repeats=20)
+    rows.append({"gallery": n, "k": 100, "query ms (median)": 1e3 * sec,
+                 "of which search ms": 1e3 * search})
+  return rows
+
+
+def print_rows(title: str, rows: list[dict]) -> None:
+  print(f"\n## {title}")
+  if not rows:
+    return
+  cols = list(rows[0])
+  fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+  print(" | ".join(cols))
+  for r in rows:
+    print(" | ".join(fmt(r[c]) for c in cols), flush=True)
+
+
+def run(only=None, quick: bool = False) -> None:
+  only = set(only or SECTIONS)
+  print(f"provjax bench on {jax.devices()[0].platform} x{jax.device_count()}"
+        f"{' (quick)' if quick else ''}", flush=True)
+  peak = matmul_peak(2048 if quick else 4096)
+  print_rows("peak", [{"numpy fp32 matmul GFLOP/s": peak}])
+  if "models" in only:
+    print_rows("models (forward)", bench_models(quick))
+  if "train" in only:
+    print_rows("train step (synthetic batch, data excluded)", bench_train(quick, peak))
+  if "pipeline" in only:
+    print_rows("grain pipeline", bench_pipeline(quick))
+  if "retrieval" in only:
+    from provjax.eval import bench_retrieval
+    print("\n## retrieval", flush=True)
+    bench_retrieval.run(n=100_000 if quick else 1_000_000, sweep=not quick)
+  if "provenance" in only:
+    print_rows("provenance query latency (tiny models)", bench_provenance(quick))

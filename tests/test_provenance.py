@@ -1,0 +1,109 @@
+"""Provenance engine plumbing: index build / query CLI, JSON contract, bad inputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+import pytest
+
+import provjax
+from provjax import cli, weights
+from provjax.data import photos
+from provjax.provenance.engine import heatmap_on_query
+from provjax.provenance.gallery import Gallery
+from provjax.transforms import pixel_grid
+
+
+@pytest.fixture(scope="module")
+def fresh_weights(tmp_path_factory):
+  """Random-init tiny models exported as released weights in a temp folder."""
+  root = tmp_path_factory.mktemp("checkpoints")
+  mp = pytest.MonkeyPatch()
+  mp.setenv("PROVJAX_CHECKPOINTS", str(root))
+  for arch in ("simprov", "comparator"):
+    model = provjax.create_model(f"{arch}.tiny")
+    weights.export(model, f"{arch}.test", arch=f"{arch}.tiny",
+                   preprocessing={"image_size": model.image_size}, card="test weights\n")
+  yield root
+  mp.undo()
+
+
+def _images(folder, n, seed=0):
+  folder.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  paths = []
+  for i in range(n):
+    path = folder / f"img{i}.png"
+    Image.fromarray(photos.procedural_image(rng, 80 + 8 * i)).save(path)
+    paths.append(path)
+  return paths
+
+
+def test_released_weights_round_trip(fresh_weights):
+  model = provjax.load("simprov.test")
+  again = provjax.load("simprov.test")
+  x = np.random.default_rng(0).random((2, 64, 64, 3), np.float32)
+  np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(again(x)))
+  assert "simprov.test" in provjax.list_models(pretrained=True)
+
+
+def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
+  paths = _images(tmp_path / "db", 6)
+  (tmp_path / "db" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+  flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test"]
+  rc = cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "idx"),
+                 "--no-progress", "--backend", "exact", *flags])
+  out, err = capsys.readouterr()
+  assert rc == 1 and "broken.jpg" in err
+  stats = json.loads(out.strip().splitlines()[-1])
+  assert stats["added"] == 6 and stats["errors"] == 1
+
+  # Building again is a resume: every file is recognised by its sha256.
+  rc = cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "idx"),
+                 "--no-progress", "--backend", "exact", *flags])
+  stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert stats["added"] == 0 and stats["already_indexed"] == 6 and stats["size"] == 6
+
+  rc = cli.main(["query", str(paths[2]), str(tmp_path / "db" / "broken.jpg"),
+                 "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "out"), "--k", "4",
+                 *flags])
+  lines = [json.loads(l) for l in capsys.readouterr().out.strip().splitlines()]
+  assert rc == 1 and len(lines) == 2
+  good, bad = lines
+  assert bad["error"] and "broken.jpg" in bad["error"] and bad["match"] is None
+  assert good["error"] is None and len(good["candidates"]) == 4
+  # The query is itself in the gallery: search must find it with cosine 1.
+  best = max(good["candidates"], key=lambda c: c["score"])
+  assert best["score"] == pytest.approx(1.0, abs=1e-4) and best["path"] == str(paths[2].resolve())
+  heat = np.load(good["heatmap_npy"])
+  assert heat.shape == Image.open(paths[2]).size[::-1]
+  assert Image.open(good["heatmap_png"]).size[0] > 3 * 200
+  if good["match"] is not None:
+    assert set(good["match"]) >= {"path", "id", "score", "verdict", "p_benign",
+                                  "p_manipulated", "p_distinct"}
+
+
+def test_gallery_thumbnails_survive_save_and_load(tmp_path):
+  g = Gallery.create(tmp_path / "g", dim=4, thumb_size=8, descriptor="x", backend="exact")
+  v = np.eye(4, dtype=np.float32)
+  thumbs = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
+  g.add(v, thumbs, [f"p{i}" for i in range(4)], [f"s{i}" for i in range(4)])
+  g.save()
+  again = Gallery.open(tmp_path / "g")
+  np.testing.assert_array_equal(again.thumbs(np.array([3, -1, 0])),
+                                np.stack([thumbs[3], np.zeros_like(thumbs[0]), thumbs[0]]))
+
+
+def test_heatmap_on_query_follows_alignment():
+  """A map in the original's frame lands on the query's pixels via the coordinates."""
+  heat = np.zeros((7, 7), np.float32)
+  heat[:, :3] = 1.0                                    # left part of the original edited
+  s = 64
+  grid = pixel_grid(s, s)
+  flipped = grid.copy()
+  flipped[..., 1] = (s - 1) - grid[..., 1]             # query = original mirrored
+  same = heatmap_on_query(heat, grid, np.ones((s, s), bool), (s, s))
+  mirrored = heatmap_on_query(heat, flipped, np.ones((s, s), bool), (s, s))
+  assert same[:, :20].mean() > 0.9 and same[:, -20:].mean() < 0.1
+  assert mirrored[:, -20:].mean() > 0.9 and mirrored[:, :20].mean() < 0.1
