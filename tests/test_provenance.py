@@ -107,3 +107,24 @@ def test_heatmap_on_query_follows_alignment():
   mirrored = heatmap_on_query(heat, flipped, np.ones((s, s), bool), (s, s))
   assert same[:, :20].mean() > 0.9 and same[:, -20:].mean() < 0.1
   assert mirrored[:, -20:].mean() > 0.9 and mirrored[:, :20].mean() < 0.1
+
+
+def test_sharded_build_matches_single_gallery(fresh_weights, tmp_path, capsys):
+  """N shards built separately (one per host) answer like one gallery over the union."""
+  _images(tmp_path / "db", 7)
+  flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test", "--no-progress",
+           "--backend", "exact"]
+  assert cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "one"),
+                   *flags]) == 0
+  for i in range(3):
+    assert cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "sh"),
+                     "--shard", f"{i}/3", *flags]) == 0
+  capsys.readouterr()
+  one, sharded = Gallery.open(tmp_path / "one"), Gallery.open(tmp_path / "sh")
+  assert len(sharded.shards) == 3 and len(sharded) == len(one) == 7
+  queries = one.index.vectors[:4] + 0.01
+  s1, i1 = one.index.search(queries, 5)
+  s2, i2 = sharded.index.search(queries, 5)
+  np.testing.assert_array_equal(i1, i2)
+  np.testing.assert_allclose(s1, s2, rtol=1e-6)
+  np.testing.assert_array_equal(one.thumbs(i1[0]), sharded.thumbs(i2[0]))

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from provjax.data.images import ImageError, list_images, read_image
 from provjax.provenance.engine import Describer
-from provjax.provenance.gallery import Gallery
+from provjax.provenance.gallery import Gallery, shard_directory
 from provjax.retrieval.metadata import sha256_file
 from provjax.viz.overlay import resize
 
@@ -33,16 +33,27 @@ def open_or_create(directory, *, thumb_size: int, descriptor_name: str, backend:
 
 def build_gallery(images, directory, *, describer: Describer, descriptor_name: str,
                   thumb_size: int, backend: str = "scann", save_every: int = 1000,
-                  progress: bool = True, log=sys.stderr) -> dict:
-  """Index `images` (a folder or a list of paths) into the gallery at `directory`."""
+                  progress: bool = True, log=sys.stderr, shard: tuple[int, int] | None = None
+                  ) -> dict:
+  """Index `images` (a folder or a list of paths) into the gallery at `directory`.
+
+  With `shard=(i, n)` this process indexes files i::n into `directory`'s
+  shard i of n; ids are the files' positions in the sorted list, so the n
+  shards together hold the same ids as one gallery built in one go.
+  """
   files = list_images(images) if isinstance(images, (str, Path)) else list(images)
+  positions = list(range(len(files)))
+  if shard is not None:
+    positions = positions[shard[0]::shard[1]]
+    directory = shard_directory(directory, *shard)
   gallery = open_or_create(directory, thumb_size=thumb_size, descriptor_name=descriptor_name,
                            backend=backend)
-  stats = {"files": len(files), "added": 0, "already_indexed": 0, "errors": 0}
-  bar = tqdm(total=len(files), disable=not progress, file=sys.stderr, desc="index build")
-  for start in range(0, len(files), save_every):
-    chunk = files[start:start + save_every]
-    _add_chunk(gallery, chunk, describer, thumb_size, stats, log)
+  stats = {"files": len(positions), "added": 0, "already_indexed": 0, "errors": 0}
+  bar = tqdm(total=len(positions), disable=not progress, file=sys.stderr, desc="index build")
+  for start in range(0, len(positions), save_every):
+    chunk = positions[start:start + save_every]
+    _add_chunk(gallery, [files[i] for i in chunk],
+               chunk if shard is not None else None, describer, thumb_size, stats, log)
     gallery.save()
     bar.update(len(chunk))
   bar.close()
@@ -50,10 +61,10 @@ def build_gallery(images, directory, *, describer: Describer, descriptor_name: s
   return stats
 
 
-def _add_chunk(gallery, files, describer, thumb_size, stats, log) -> None:
+def _add_chunk(gallery, files, ids, describer, thumb_size, stats, log) -> None:
   # Keep only the two small sizes per file: full-size photos would not fit in memory.
-  images, thumbs, paths, shas = [], [], [], []
-  for path in files:
+  images, thumbs, paths, shas, kept = [], [], [], [], []
+  for n, path in enumerate(files):
     try:
       sha = sha256_file(path)
       if gallery.index.find_sha256(sha) is not None or sha in shas:
@@ -69,7 +80,9 @@ def _add_chunk(gallery, files, describer, thumb_size, stats, log) -> None:
     thumbs.append(resize(image, thumb_size, thumb_size))
     paths.append(str(Path(path).resolve()))
     shas.append(sha)
+    kept.append(n)
   if not images:
     return
   vectors = describer(images)
-  stats["added"] += len(gallery.add(vectors, np.stack(thumbs), paths, shas))
+  ids = None if ids is None else [ids[n] for n in kept]
+  stats["added"] += len(gallery.add(vectors, np.stack(thumbs), paths, shas, ids=ids))

@@ -21,14 +21,27 @@ def cmd_index_build(args) -> int:
   from provjax.provenance.build import build_gallery
   from provjax.provenance.engine import Describer
   from provjax.weights import read_config
+  shard = _shard(args)
   descriptor = provjax.load(args.descriptor)
   thumb = read_config(args.comparator)["preprocessing"]["image_size"]
   stats = build_gallery(args.images_dir, args.index, describer=Describer(descriptor),
                         descriptor_name=args.descriptor, thumb_size=thumb,
                         backend=args.backend, save_every=args.save_every,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, shard=shard)
   print(json.dumps({"index": str(args.index), **stats}))
   return 1 if stats["errors"] else 0
+
+
+def _shard(args) -> tuple[int, int] | None:
+  """This host's (index, count): from flags, or from JAX after distributed init."""
+  if args.distributed:
+    import jax
+    jax.distributed.initialize()
+    return jax.process_index(), jax.process_count()
+  if args.shard:
+    i, _, n = args.shard.partition("/")
+    return int(i), int(n)
+  return None
 
 
 def cmd_query(args) -> int:
@@ -77,6 +90,10 @@ def add_commands(sub) -> None:
   b.add_argument("--backend", default="scann", choices=["scann", "exact"])
   b.add_argument("--save-every", type=int, default=1000)
   b.add_argument("--no-progress", action="store_true")
+  b.add_argument("--shard", default=None, metavar="I/N",
+                 help="index files I::N into shard I of N (one per host)")
+  b.add_argument("--distributed", action="store_true",
+                 help="multi-host JAX job: jax.distributed.initialize(), shard = process")
   _model_flags(b)
   b.set_defaults(fn=cmd_index_build)
 

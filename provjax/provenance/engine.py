@@ -35,6 +35,7 @@ class QueryResult:
   candidates: list[dict]      # top-k after re-ranking: id, path, score, p_distinct
   heatmap: np.ndarray         # [H, W] float32 in [0, 1] on the query's own pixels
   grid_heatmap: np.ndarray    # [g, g] test-time map in the original's frame (spec metrics)
+  search_ids: np.ndarray      # top-k ids in search order, before re-ranking
   best_thumb: np.ndarray      # thumbnail of the best candidate (for pictures)
 
 
@@ -123,7 +124,7 @@ class Engine:
     verdict = int(np.argmax(probs[best]))
     match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
     heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
-    return QueryResult(match, candidates, heatmap, heat[best],
+    return QueryResult(match, candidates, heatmap, heat[best], ids,
                        self.gallery.thumbs(ids[best:best + 1])[0])
 
   def _candidate(self, id_, score, probs) -> dict:
