@@ -62,8 +62,8 @@ def test_sharded_training_matches_single_device(tmp_path):
   assert len(single["losses"]) == 5
   np.testing.assert_allclose(sharded["losses"], single["losses"], rtol=1e-5)
   # Output channels are annotated `conv_out` -> mapped to the `model` axis.
-  assert sharded["stem_spec"] == "PartitionSpec(None, None, None, 'model')"
-  assert sharded["head_spec"] == "PartitionSpec(None, 'model')"
+  assert sharded["stem_spec"] == "P(None, None, None, 'model')"
+  assert sharded["head_spec"] == "P(None, 'model')"
   assert sharded["n_devices"] == 8 and single["n_devices"] == 1
 
 
