@@ -39,6 +39,16 @@ def iterate(ds: grain.MapDataset, *, start: int = 0, num_threads: int = 2,
   return iter(ds[start:].to_iter_dataset(options))
 
 
+def training_batches(source, config, map_fn, *, start_step: int = 0):
+  """A task's infinite training batches from `config.train`/`config.data`, from `start_step`.
+
+  Each process takes its share of the global batch (multi-host).
+  """
+  per_process = config.train.batch_size // jax.process_count()
+  ds = make_dataset(source, seed=config.seed, batch_size=per_process, map_fn=map_fn)
+  return iterate(ds, start=start_step, num_threads=config.data.get("num_threads", 2))
+
+
 def images_per_second(ds: grain.MapDataset, n_batches: int = 10, num_threads: int = 2) -> float:
   """Records per second through the whole pipeline (first batch excluded as warm-up)."""
   it = iterate(ds, num_threads=num_threads)

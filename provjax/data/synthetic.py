@@ -11,6 +11,7 @@ without TensorFlow; they are decoded with Pillow in the grain map.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 import sys
 
@@ -89,3 +90,10 @@ def load_source(split: str, *, data_dir: str | Path, resolution: int, count: int
     with contextlib.redirect_stdout(sys.stderr):
       b.download_and_prepare()
   return b.as_data_source(split=split)
+
+
+def source_from_config(data_config, split: str):
+  """`load_source` with the `config.data` fields every task config carries."""
+  d = data_config
+  return load_source(split, data_dir=os.path.expanduser(d.data_dir), resolution=d.resolution,
+                     count=d.count, seed=d.seed)

@@ -38,8 +38,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 class Gallery:
   """Index + thumbnails of a trusted image collection."""
 
-  def __init__(self, directory: str | Path, index: Index, info: dict,
-               thumbs: dict[int, np.ndarray] | None = None):
+  def __init__(self, directory: str | Path, index: Index, info: dict):
     self.directory = Path(directory)
     self.index = index
     self.info = info

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Iterable, Mapping
 
 from flax import nnx
@@ -222,9 +221,7 @@ def loss_fn(model, batch, rng, config):
 
 
 def _source(config, split: str):
-  d = config.data
-  return synthetic.load_source(split, data_dir=os.path.expanduser(d.data_dir),
-                               resolution=d.resolution, count=d.count, seed=d.seed)
+  return synthetic.source_from_config(config.data, split)
 
 
 def make_example(record, rng: np.random.Generator, *, size: int, grid: int) -> dict:
@@ -233,12 +230,10 @@ def make_example(record, rng: np.random.Generator, *, size: int, grid: int) -> d
 
 
 def train_data(config, *, start_step: int = 0):
-  """Deterministic infinite pair batches; batch i depends only on (seed, i)."""
-  per_process = config.train.batch_size // jax.process_count()
+  """Deterministic infinite batches; batch i depends only on (seed, i)."""
   map_fn = functools.partial(make_example, size=config.data.image_size, grid=config.data.grid)
-  ds = pipeline.make_dataset(_source(config, "train"), seed=config.seed, batch_size=per_process,
-                             map_fn=map_fn)
-  return pipeline.iterate(ds, start=start_step, num_threads=config.data.get("num_threads", 2))
+  return pipeline.training_batches(_source(config, "train"), config, map_fn,
+                                   start_step=start_step)
 
 
 def eval_batches(config) -> list[dict]:

@@ -7,7 +7,6 @@ a manipulated version of it, so an edited copy still retrieves its original.
 from __future__ import annotations
 
 import functools
-import os
 
 from flax import nnx
 import jax
@@ -28,9 +27,7 @@ def create_model(config, rngs: nnx.Rngs):
 
 
 def _source(config, split: str):
-  d = config.data
-  return synthetic.load_source(split, data_dir=os.path.expanduser(d.data_dir), resolution=d.resolution,
-                               count=d.count, seed=d.seed)
+  return synthetic.source_from_config(config.data, split)
 
 
 def make_views(record, rng: np.random.Generator, *, npos: int, size: int) -> dict:
@@ -46,11 +43,9 @@ def make_views(record, rng: np.random.Generator, *, npos: int, size: int) -> dic
 
 def train_data(config, *, start_step: int = 0):
   """Deterministic infinite batches; batch i depends only on (seed, i)."""
-  per_process = config.train.batch_size // jax.process_count()
   map_fn = functools.partial(make_views, npos=config.data.npos, size=config.data.image_size)
-  ds = pipeline.make_dataset(_source(config, "train"), seed=config.seed, batch_size=per_process,
-                             map_fn=map_fn)
-  return pipeline.iterate(ds, start=start_step, num_threads=config.data.get("num_threads", 2))
+  return pipeline.training_batches(_source(config, "train"), config, map_fn,
+                                   start_step=start_step)
 
 
 def loss_fn(model, batch, rng, config):
