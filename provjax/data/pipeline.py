@@ -1,7 +1,7 @@
 """grain pipelines over random-access sources (TFDS ArrayRecord, lists, ...).
 
 Every task builds its batches the same way: split the records per process,
-repeat, shuffle, a seeded random map (augmentation), batch. Because the
+shuffle, repeat, a seeded random map (augmentation), batch. Because the
 result is a grain `MapDataset`, batch i is a pure function of (seed, i):
 training resumes at step s by slicing, with no iterator state to save.
 """
@@ -14,21 +14,41 @@ import grain
 import jax
 import numpy as np
 
+from provjax.data.images import read_image
+
+
+def decode(record: dict) -> dict:
+  """A copy of `record` with its encoded `image` bytes decoded to HxWx3 uint8.
+
+  Raises:
+    ImageError: naming the record's id, if the bytes are not a valid image.
+  """
+  name = f"record {int(record['id'])}" if "id" in record else "record"
+  return {**record, "image": read_image(bytes(record["image"]), name=name)}
+
 
 def make_dataset(source, *, seed: int, batch_size: int,
                  map_fn: Callable[[dict, np.random.Generator], dict],
                  process_index: int | None = None, process_count: int | None = None,
                  shuffle: bool = True, repeat: bool = True,
                  drop_remainder: bool = True) -> grain.MapDataset:
-  """Per-process records -> (repeat) -> (shuffle) -> random_map -> batch."""
+  """Per-process records -> (shuffle) -> (repeat) -> random_map -> batch.
+
+  Shuffle comes before repeat: grain's shuffle permutes within epochs of its
+  parent's length, so each epoch visits every record once, in a new order.
+  (After an infinite repeat it would sample records unevenly.)
+  """
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
   ds = grain.MapDataset.source(source)[index::count]
-  if repeat:
-    ds = ds.repeat()
   if shuffle:
     ds = ds.shuffle(seed=seed)
-  ds = ds.random_map(map_fn, seed=seed)
+  if repeat:
+    ds = ds.repeat()
+  # The map's random stream is keyed by position, so give each process its own
+  # seed: otherwise every host would augment its i-th record identically.
+  map_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+  ds = ds.random_map(map_fn, seed=map_seed)
   return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 

@@ -49,8 +49,11 @@ def cmd_query(args) -> int:
   from provjax.provenance.gallery import Gallery
   from provjax.provenance.report import write_query_outputs
   from provjax.data.images import ImageError, read_image
+  from provjax.weights import read_config
   descriptor, comparator = _models(args)
-  engine = Engine(Gallery.open(args.index), descriptor, comparator, k=args.k)
+  threshold = read_config(args.comparator).get("distinct_threshold", 0.5)
+  engine = Engine(Gallery.open(args.index), descriptor, comparator, k=args.k,
+                  distinct_threshold=threshold)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   failed = 0

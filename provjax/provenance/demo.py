@@ -61,7 +61,8 @@ def run_demo(out: Path, *, descriptor: str, comparator: str, distractors: int = 
   thumb = read_config(comparator)["preprocessing"]["image_size"]
   stats = build_gallery(out / "gallery", out / "index", describer=Describer(desc_model),
                         descriptor_name=descriptor, thumb_size=thumb)
-  engine = Engine(Gallery.open(out / "index"), desc_model, cmp_model, k=k)
+  engine = Engine(Gallery.open(out / "index"), desc_model, cmp_model, k=k,
+                  distinct_threshold=read_config(comparator).get("distinct_threshold", 0.5))
   print(f"gallery: {stats['size']} images ({len(originals)} originals to find)", file=sys.stderr)
   known = [(engine.gallery.index.find_sha256(sha256_file(p)), read_image(p)) for p in originals]
   queries = evaluate.make_queries(known, rng, n_distinct=len(originals) // 2)

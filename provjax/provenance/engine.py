@@ -99,8 +99,14 @@ def heatmap_on_query(heat: np.ndarray, coords: np.ndarray, valid: np.ndarray,
 class Engine:
   """Search a gallery, re-rank with the comparator, decide, localise."""
 
-  def __init__(self, gallery: Gallery, descriptor, comparator, *, k: int = 100):
+  def __init__(self, gallery: Gallery, descriptor, comparator, *, k: int = 100,
+               distinct_threshold: float = 0.5):
     self.gallery, self.k = gallery, k
+    # Operating point of the near-duplicate decision: the best candidate is
+    # "distinct" when its P(distinct) reaches this. Re-ranking takes the
+    # minimum over k candidates, which is biased low, so released weights
+    # carry a threshold calibrated on held-back queries (config.json).
+    self.distinct_threshold = distinct_threshold
     self.describe = Describer(descriptor)
     self.cmp_size = int(comparator.image_size)
     if gallery.info["thumb_size"] != self.cmp_size:
@@ -121,7 +127,7 @@ class Engine:
     order = np.argsort(probs[:, 2], kind="stable")
     candidates = [self._candidate(ids[i], scores[i], probs[i]) for i in order]
     best = order[0]
-    verdict = int(np.argmax(probs[best]))
+    verdict = 2 if probs[best, 2] >= self.distinct_threshold else int(np.argmax(probs[best, :2]))
     match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
     heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
     return QueryResult(match, candidates, heatmap, heat[best], ids,
