@@ -112,3 +112,20 @@ def test_nan_guard_stops_with_clear_message(tmp_path):
                         env=_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode != 0
   assert "non-finite metrics" in proc.stderr
+
+
+def test_sigterm_saves_and_stops_cleanly(tmp_path):
+  workdir = tmp_path / "term"
+  proc = subprocess.Popen(_train_cmd(workdir, tmp_path / "tfds", "--config.train.steps=100000",
+                                     "--config.train.ckpt_every=1000"),
+                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and not (workdir / "metrics.jsonl").exists():
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0
+  summary = json.loads(out.strip().splitlines()[-1])
+  assert summary["stopped_early"] and 0 < summary["step"] < 100000
+  saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+  assert max(saved) == summary["step"]
