@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from provjax.data import photos, pipeline, synthetic
-from provjax.data.images import read_image
+from provjax.data.images import ImageError, read_image
 
 
 def test_bundled_photos_load_offline():
@@ -86,3 +86,21 @@ def test_per_process_split_partitions_records(tiny_source):
     seen.append({int(ds[i]["id"][0]) for i in range(len(ds))})
   assert set().union(*seen) == set(range(20))
   assert sum(len(s) for s in seen) == 20
+
+
+def test_each_epoch_visits_every_record_once(tiny_source):
+  src = tiny_source[0]["train"]
+  ds = pipeline.make_dataset(src, seed=1, batch_size=5, map_fn=_mean_map,
+                             process_index=0, process_count=1)
+  epochs = [np.concatenate([ds[e * 4 + b]["id"] for b in range(4)]) for e in range(2)]
+  for ids in epochs:
+    assert sorted(ids.tolist()) == list(range(20))
+  assert epochs[0].tolist() != epochs[1].tolist()  # reshuffled each epoch
+
+
+def test_decode_record(tiny_source):
+  record = tiny_source[0]["train"][0]
+  out = pipeline.decode(record)
+  assert out["image"].shape == (32, 32, 3) and out["id"] == record["id"]
+  with pytest.raises(ImageError, match="record 7"):
+    pipeline.decode({"image": b"not an image", "id": 7})
