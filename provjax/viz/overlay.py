@@ -1,17 +1,9 @@
 """Pictures a person can read: heatmap overlays and labelled panels."""
 from __future__ import annotations
 
-import matplotlib
 import numpy as np
+from scipy import ndimage
 from PIL import Image, ImageDraw, ImageFont
-
-_CMAP = matplotlib.colormaps["inferno"]
-
-
-def colorize(heatmap: np.ndarray) -> np.ndarray:
-  """[H, W] values in [0, 1] -> [H, W, 3] uint8 with the inferno colormap."""
-  rgb = _CMAP(np.clip(heatmap, 0.0, 1.0))[..., :3]
-  return (rgb * 255).round().astype(np.uint8)
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -25,12 +17,21 @@ def resize_map(values: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-  """Blend a [0, 1] heatmap (any size) over an RGB image; weight follows the heat."""
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6,
+            threshold: float = 0.5) -> np.ndarray:
+  """Tint an RGB image red where a [0, 1] heatmap (any size) is hot, outline the hot area.
+
+  A single saturated hue reads on any photo, where a multi-colour map gets
+  lost in the picture's own colours; the outline marks heat >= `threshold`.
+  """
   h, w = image.shape[:2]
   heat = np.clip(resize_map(heatmap, h, w), 0.0, 1.0)
   weight = (alpha * heat)[..., None]
-  out = image.astype(np.float32) * (1 - weight) + colorize(heat).astype(np.float32) * weight
+  red = np.array([230.0, 20.0, 20.0], np.float32)
+  out = image.astype(np.float32) * (1 - weight) + red * weight
+  hot = heat >= threshold
+  edge = hot & ~ndimage.binary_erosion(hot, iterations=max(1, round(min(h, w) / 150)))
+  out[edge] = (255.0, 255.0, 0.0)
   return out.round().astype(np.uint8)
 
 
