@@ -53,14 +53,21 @@ class Describer:
     self._embed = embed
 
   def __call__(self, images: list[np.ndarray]) -> np.ndarray:
-    s, batch, out = self.size, self.batch, []
-    for i in range(0, len(images), batch):
-      chunk = np.zeros((batch, s, s, 3), np.uint8)
-      part = images[i:i + batch]
+    s, out = self.size, []
+    for i in range(0, len(images), self.batch):
+      part = images[i:i + self.batch]
+      # Pad to a power of two: few static shapes to compile, and a single
+      # query does not pay for a full batch.
+      chunk = np.zeros((_bucket(len(part), self.batch), s, s, 3), np.uint8)
       for n, img in enumerate(part):
         chunk[n] = img if img.shape[:2] == (s, s) else resize(img, s, s)
       out.append(np.asarray(self._embed(chunk))[:len(part)])
     return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
+
+
+def _bucket(n: int, cap: int) -> int:
+  """Smallest power of two >= n, at most cap."""
+  return min(cap, 1 << max(0, n - 1).bit_length())
 
 
 def _compare_fn(model):
