@@ -179,7 +179,8 @@ def test_heatmap_at_test_time_rule():
 
 def test_parameters_carry_logical_axis_names():
   mesh = jax.make_mesh((1, 1), ("data", "model"))
-  rules = (("conv_in", None), ("conv_out", "model"), ("embed_in", None), ("embed_out", "model"))
+  rules = (("conv_in", None), ("conv_out", "model"), ("embed_in", None), ("embed_out", "model"),
+           ("head", None))
   with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
     abstract = nnx.eval_shape(lambda: comparator.create("tiny", rngs=nnx.Rngs(0)))
   specs = jax.tree.leaves(nnx.get_partition_spec(nnx.state(abstract, nnx.Param)),
@@ -187,8 +188,8 @@ def test_parameters_carry_logical_axis_names():
   params = jax.tree.leaves(nnx.state(abstract, nnx.Param))
   assert len(specs) == len(params) > 50
   names = {n for s in specs for n in s}
-  assert {"conv_in", "conv_out", "embed_in", "embed_out"} <= names <= {
-      None, "conv_in", "conv_out", "embed_in", "embed_out"}
+  assert {"conv_in", "conv_out", "embed_in", "embed_out", "head"} <= names <= {
+      None, "conv_in", "conv_out", "embed_in", "embed_out", "head"}
   assert all(any(n is not None for n in s) for s in specs)
 
 

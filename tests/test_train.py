@@ -77,7 +77,7 @@ def _restore_params(workdir):
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   data_dir = tmp_path / "tfds"
-  extra = ["--config.train.steps=30", "--config.train.ckpt_every=2"]
+  extra = ["--config.train.steps=16", "--config.train.ckpt_every=2"]
   full = subprocess.run(_train_cmd(tmp_path / "full", data_dir, *extra), env=_env(),
                         capture_output=True, text=True, timeout=600)
   assert full.returncode == 0, full.stderr[-3000:]
@@ -91,7 +91,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   steps_before = sorted(int(p.name) for p in (killed_dir / "checkpoints").iterdir() if p.name.isdigit())
-  assert steps_before and max(steps_before) < 30, steps_before
+  assert steps_before and max(steps_before) < 16, steps_before
 
   resumed = subprocess.run(_train_cmd(killed_dir, data_dir, *extra), env=_env(),
                            capture_output=True, text=True, timeout=600)
@@ -101,7 +101,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   import jax
   step_a, params_a = _restore_params(tmp_path / "full")
   step_b, params_b = _restore_params(killed_dir)
-  assert step_a == step_b == 30
+  assert step_a == step_b == 16
   for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
