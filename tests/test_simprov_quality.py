@@ -6,8 +6,6 @@ preprocessing path fails them.
 """
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 import pytest
 
@@ -19,8 +17,16 @@ from provjax.provenance.engine import Describer, Engine
 from provjax.tasks import comparator as comparator_task
 
 # Search rank-1 recall floors per benign family (measured values in the model card).
-FAMILY_FLOORS = {FAMILY_FLOORS_PLACEHOLDER}
-THREE_WAY_FLOOR = THREE_WAY_PLACEHOLDER
+# Measured with this exact setup at release (synth-v1): jpeg/noise/resize/aspect 1.0,
+# blur 0.93, overlay_text 0.90, overlay_emoji 0.83, flip 0.75, perspective 0.73,
+# affine 0.68, rotate 0.63, pad 0.43, crop 0.40, grayscale 0.33, color 0.075.
+# Chance is 1 / 1040.
+FAMILY_FLOORS = {
+    "jpeg": 0.9, "noise": 0.9, "blur": 0.8, "resize": 0.9, "aspect": 0.9, "pad": 0.3,
+    "crop": 0.25, "rotate": 0.45, "affine": 0.5, "perspective": 0.55, "flip": 0.55,
+    "color": 0.03, "grayscale": 0.15, "overlay_text": 0.75, "overlay_emoji": 0.65}
+# Measured 0.69 on these 90 pairs at release (0.81 on the 300-pair eval split); chance 1/3.
+THREE_WAY_FLOOR = 0.55
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   # Spec: Adam lr 1e-3, weight decay 5e-4 (torch-style L2), StepLR 0.95 / epoch.
   c.optimizer = dict(name="adam", lr=1e-3, weight_decay=5e-4, schedule="cosine",
                      warmup_steps=100, clip_norm=1.0)
-  c.train = dict(steps=3000 if small else 100_000, batch_size=32 if small else 128,
+  c.train = dict(steps=5000 if small else 100_000, batch_size=32 if small else 128,
                  log_every=20, ckpt_every=250, keep=3, eval_every=1000)
   c.eval = dict(num_pairs=300, seed=1, batch_size=50)
   c.mesh = dict(shape=(-1, 1))
