@@ -7,8 +7,10 @@ Pairs come from the synthetic builder with exact targets (provjax.data.pairs):
 benign / manipulated / distinct drawn uniformly. Loss 0.5 CE + 0.5 (1 - cos)
 on the heatmap + photometric MSE(R, warp(Q)) (specs/simprov.md 2.7).
 `:tiny` (64 px) is the CPU variant behind `comparator.synth-v1`; `:r50` the
-paper's size. Add `,quick` for a smoke run. Results when last run: see
-checkpoints/comparator.synth-v1/model_card.md.
+paper's size. Add `,quick` for a smoke run. Last run (:tiny, 3000 steps then
+resumed to 5000, about 1 h on 2 CPU cores): 3-way accuracy 0.81, heatmap IoU
+0.34 on manipulated pairs, emptiness 0.88 on benign pairs (300 held-back
+pairs); released as comparator.synth-v1 (see its model card).
 """
 import ml_collections
 

@@ -5,8 +5,10 @@
 
 `:tiny` (64 px, ResNet-tiny) is the CPU variant behind `simprov.synth-v1`;
 `:r50` is the paper's ResNet-50 at 224 px (train it on accelerators). Add
-`,quick` for a smoke run. Results when last run: see
-checkpoints/simprov.synth-v1/model_card.md.
+`,quick` for a smoke run. Last run (:tiny, 3000 steps, 47 min on 2 CPU cores
+shared with the comparator run): held-back recall@1 0.62 benign / 0.57
+manipulated queries among 300 test originals (recall@5 0.87 / 0.80); released
+as simprov.synth-v1 (see its model card).
 """
 import ml_collections
 
