@@ -3,6 +3,7 @@
 Exit codes: 0 success, 2 bad arguments, 1 when an input could not be
 processed (the rest of a batch still runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,7 @@ planned (arrive with their systems; not available yet):
 
 def _cmd_models(args) -> int:
   import provjax
+
   for name in provjax.list_models(pretrained=args.pretrained):
     print(name)
   return 0
@@ -28,6 +30,7 @@ def _cmd_models(args) -> int:
 def _cmd_train(args) -> int:
   from provjax.config import load_config
   from provjax.train.trainer import train
+
   config = load_config(args.config, args.overrides)
   result = train(config, args.workdir, progress=not args.no_progress)
   print(json.dumps({"step": result.step, "stopped_early": result.stopped_early, **result.metrics}))
@@ -37,6 +40,7 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
   from provjax.config import load_config
   from provjax.train.evaluate import evaluate_checkpoint
+
   config = load_config(args.config, args.overrides)
   print(json.dumps(evaluate_checkpoint(config, args.checkpoint)))
   return 0
@@ -44,6 +48,7 @@ def _cmd_eval(args) -> int:
 
 def _cmd_bench(args) -> int:
   from provjax.eval import bench
+
   bench.run(args.only, quick=args.quick)
   return 0
 
@@ -53,7 +58,7 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
   rest, overrides = [], []
   for item in argv:
     if item.startswith("--config.") and "=" in item:
-      overrides.append(item[len("--config."):])
+      overrides.append(item[len("--config.") :])
     else:
       rest.append(item)
   return rest, overrides
@@ -61,9 +66,13 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="provjax", description="JAX/Flax model zoo for image provenance and forensics.",
-      epilog=PLANNED, formatter_class=argparse.RawDescriptionHelpFormatter)
+      prog="provjax",
+      description="JAX/Flax model zoo for image provenance and forensics.",
+      epilog=PLANNED,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   from provjax import __version__
+
   parser.add_argument("--version", action="version", version=f"provjax {__version__}")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -71,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--pretrained", action="store_true", help="list released weights (arch.tag)")
   p.set_defaults(fn=_cmd_models)
 
-  p = sub.add_parser("train", help="train a config; resumes from --workdir automatically",
-                     epilog="override any config value with --config.a.b=value")
+  p = sub.add_parser(
+      "train",
+      help="train a config; resumes from --workdir automatically",
+      epilog="override any config value with --config.a.b=value",
+  )
   p.add_argument("--config", required=True, help="configs/<system>/<exp>.py[:variant]")
   p.add_argument("--workdir", required=True)
   p.add_argument("--no-progress", action="store_true")
@@ -89,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(fn=_cmd_bench)
 
   from provjax.provenance import cli as provenance_cli
+
   provenance_cli.add_commands(sub)
   return parser
 
@@ -99,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   args.overrides = overrides
   from provjax.train.trainer import NonFiniteError
+
   try:
     return args.fn(args)
   except NonFiniteError as e:

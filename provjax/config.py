@@ -5,6 +5,7 @@ A config file defines `get_config(arg: str = "")`. Overrides use dotted keys,
 them as `--config.train.steps=100`). Config files are executed as Python, so
 they must be trusted input.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,9 @@ from pathlib import Path
 import ml_collections
 
 
-def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+def load_config(
+    spec: str, overrides: list[str] | tuple[str, ...] = ()
+) -> ml_collections.ConfigDict:
   """Run `get_config(arg)` from `file.py[:arg]` and apply `a.b=value` overrides."""
   path, _, arg = spec.partition(":")
   path = Path(path)

@@ -5,6 +5,7 @@ exposing `VARIANTS` and `create(variant, *, rngs, **overrides)`; there is no
 central table to edit when a model is added. Released weights live in
 `checkpoints/<arch>.<tag>/` (see `provjax.weights`).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,7 +38,9 @@ def architectures() -> list[str]:
   """Module names under provjax.models that define a VARIANTS table."""
   names = []
   for info in pkgutil.iter_modules(provjax.models.__path__):
-    if not info.ispkg and hasattr(importlib.import_module(f"provjax.models.{info.name}"), "VARIANTS"):
+    if not info.ispkg and hasattr(
+        importlib.import_module(f"provjax.models.{info.name}"), "VARIANTS"
+    ):
       names.append(info.name)
   return sorted(names)
 
@@ -61,5 +64,6 @@ def list_models(pretrained: bool = False) -> list[str]:
   """All `arch.variant` names, or with pretrained=True all released `arch.tag`s."""
   if pretrained:
     from provjax import weights
+
     return weights.released()
   return [f"{a}.{v}" for a in architectures() for v in _arch_module(a).VARIANTS]

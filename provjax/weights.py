@@ -7,6 +7,7 @@ Each folder holds
                    checkpoint (written to a temporary path, then renamed);
   model_card.md  - data, steps, config, measured metrics and limits.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,23 @@ def released() -> list[str]:
 def read_config(name: str) -> dict:
   path = root() / name / "config.json"
   if not path.is_file():
-    raise ValueError(f"no released weights named {name!r} (looked in {root()}); "
-                     f"available: {', '.join(released()) or 'none'}")
+    raise ValueError(
+        f"no released weights named {name!r} (looked in {root()}); "
+        f"available: {', '.join(released()) or 'none'}"
+    )
   return json.loads(path.read_text())
 
 
-def export(model: nnx.Module, name: str, *, arch: str, overrides: dict | None = None,
-           preprocessing: dict | None = None, card: str = "", extra: dict | None = None) -> Path:
+def export(
+    model: nnx.Module,
+    name: str,
+    *,
+    arch: str,
+    overrides: dict | None = None,
+    preprocessing: dict | None = None,
+    card: str = "",
+    extra: dict | None = None,
+) -> Path:
   """Write `checkpoints/<name>/` atomically (temp folder, then rename)."""
   target = root() / name
   tmp = target.with_name(target.name + ".tmp")
@@ -51,8 +62,12 @@ def export(model: nnx.Module, name: str, *, arch: str, overrides: dict | None = 
   tmp.mkdir(parents=True)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save((tmp / "weights").absolute(), nnx.state(model))
-  meta = {"arch": arch, "overrides": overrides or {}, "preprocessing": preprocessing or {},
-          **(extra or {})}
+  meta = {
+      "arch": arch,
+      "overrides": overrides or {},
+      "preprocessing": preprocessing or {},
+      **(extra or {}),
+  }
   (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
   (tmp / "model_card.md").write_text(card)
   if target.exists():

@@ -3,6 +3,7 @@
     python scripts/release_simprov.py --descriptor-workdir runs/desc-tiny \
         --comparator-workdir runs/cmp-tiny --tag synth-v1
 """
+
 from provjax.provenance.release import main
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The command line: help, model listing, configs and overrides, exit codes."""
+
 import pytest
 
 import provjax
@@ -27,11 +28,13 @@ def test_models_lists_zoo(capsys):
 
 def test_bad_arguments_exit_2(capsys):
   with pytest.raises(SystemExit) as e:
-    cli.main(["train", "--workdir", "x"])           # --config missing
+    cli.main(["train", "--workdir", "x"])  # --config missing
   assert e.value.code == 2
   assert cli.main(["train", "--config", "nope.py", "--workdir", "x"]) == 2
-  assert cli.main(["train", "--config", f"{DESC}:tiny", "--workdir", "x",
-                   "--config.train.stepz=3"]) == 2
+  assert (
+      cli.main(["train", "--config", f"{DESC}:tiny", "--workdir", "x", "--config.train.stepz=3"])
+      == 2
+  )
   assert "unknown config key" in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
 """Comparator (ICN) model, warping layers and task: behaviour on tiny inputs."""
+
 import math
 
 from flax import nnx
@@ -32,13 +33,16 @@ def _smooth_image(y, x, seed=0):
 
 def _pair(size=64, angle_deg=5.0, shift=(3.0, -2.0), seed=0):
   """R and Q = R rotated about the centre and shifted, both rendered exactly."""
-  yy, xx = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32),
-                       indexing="ij")
+  yy, xx = np.meshgrid(
+      np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij"
+  )
   c, a = (size - 1) / 2, math.radians(angle_deg)
   dy, dx = yy - c - shift[0], xx - c - shift[1]
   sy = math.cos(a) * dy + math.sin(a) * dx + c
   sx = -math.sin(a) * dy + math.cos(a) * dx + c
-  return jnp.asarray(_smooth_image(yy, xx, seed)[None]), jnp.asarray(_smooth_image(sy, sx, seed)[None])
+  return jnp.asarray(_smooth_image(yy, xx, seed)[None]), jnp.asarray(
+      _smooth_image(sy, sx, seed)[None]
+  )
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,6 +61,7 @@ def model():
 
 # ---------------------------------------------------------------- warp layers
 
+
 def test_grid_sample_integer_shift_is_exact():
   img = jnp.asarray(np.random.default_rng(0).random((2, 9, 11, 3)), jnp.float32)
   coords = warp.pixel_grid(9, 11)[None] + jnp.asarray([2.0, -3.0])
@@ -70,9 +75,15 @@ def test_grid_sample_matches_map_coordinates_and_gradients():
   rng = np.random.default_rng(1)
   img = jnp.asarray(rng.random((1, 9, 11, 3)), jnp.float32)
   coords = jnp.asarray(rng.uniform(-2, 12, (1, 5, 6, 2)), jnp.float32)
-  ref = jnp.stack([jax.scipy.ndimage.map_coordinates(
-      img[0, ..., k], [coords[0, ..., 0], coords[0, ..., 1]], order=1, mode="constant")
-      for k in range(3)], -1)
+  ref = jnp.stack(
+      [
+          jax.scipy.ndimage.map_coordinates(
+              img[0, ..., k], [coords[0, ..., 0], coords[0, ..., 1]], order=1, mode="constant"
+          )
+          for k in range(3)
+      ],
+      -1,
+  )
   np.testing.assert_allclose(warp.grid_sample(img, coords)[0], ref, atol=1e-6)
   gi, gc = jax.grad(lambda i, c: jnp.sum(warp.grid_sample(i, c) ** 2), (0, 1))(img, coords)
   assert np.isfinite(gi).all() and np.isfinite(gc).all()
@@ -91,11 +102,16 @@ def test_affine_grid_identity_exact_and_matches_torch_formula():
   h, w, hs, ws = 6, 8, 10, 12
   jj, ii = np.meshgrid(np.arange(w), np.arange(h))
   xn, yn = (2 * jj + 1) / w - 1, (2 * ii + 1) / h - 1  # torch, align_corners=False
-  xs = theta[:, 0, 0, None, None] * xn + theta[:, 0, 1, None, None] * yn + theta[:, 0, 2, None, None]
-  ys = theta[:, 1, 0, None, None] * xn + theta[:, 1, 1, None, None] * yn + theta[:, 1, 2, None, None]
+  xs = (
+      theta[:, 0, 0, None, None] * xn + theta[:, 0, 1, None, None] * yn + theta[:, 0, 2, None, None]
+  )
+  ys = (
+      theta[:, 1, 0, None, None] * xn + theta[:, 1, 1, None, None] * yn + theta[:, 1, 2, None, None]
+  )
   expect = np.stack([((ys + 1) * hs - 1) / 2, ((xs + 1) * ws - 1) / 2], -1)
-  np.testing.assert_allclose(warp.affine_grid(jnp.asarray(theta), h, w, src_hw=(hs, ws)), expect,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      warp.affine_grid(jnp.asarray(theta), h, w, src_hw=(hs, ws)), expect, atol=1e-5
+  )
 
 
 def test_local_correlation_and_adaptive_pool_match_naive_loops():
@@ -118,8 +134,9 @@ def test_local_correlation_and_adaptive_pool_match_naive_loops():
 def test_warp_module_learns_translation_and_rotation():
   ref, query = _pair()
   with nnx.use_eager_sharding(False):
-    m = warp.WarpModule((8, 16, 24), radius=3, stn_hidden=64, flow_hidden=32, flow_levels=2,
-                        rngs=_rngs(1))
+    m = warp.WarpModule(
+        (8, 16, 24), radius=3, stn_hidden=64, flow_hidden=32, flow_levels=2, rngs=_rngs(1)
+    )
   opt = nnx.Optimizer(m, optax.adam(3e-3), wrt=nnx.Param)
 
   def photometric(m):
@@ -138,6 +155,7 @@ def test_warp_module_learns_translation_and_rotation():
 
 
 # --------------------------------------------------------------------- model
+
 
 def _batch(seed=6):
   """Three 64 px pairs: benign (noisy copy), manipulated, distinct."""
@@ -159,7 +177,9 @@ def test_forward_shapes_identity_warp_at_init_and_predict(model):
   assert out["warped"].shape == (3, 64, 64, 3) and out["coords"].shape == (3, 64, 64, 2)
   assert out["valid"].shape == (3, 64, 64) and bool(out["valid"].all())
   assert np.isfinite(out["logits"]).all() and np.isfinite(out["heatmap"]).all()
-  np.testing.assert_array_equal(out["coords"], np.broadcast_to(warp.pixel_grid(64, 64), (3, 64, 64, 2)))
+  np.testing.assert_array_equal(
+      out["coords"], np.broadcast_to(warp.pixel_grid(64, 64), (3, 64, 64, 2))
+  )
   np.testing.assert_allclose(out["warped"], query, atol=1e-6)
   # evaluate() runs the jitted eval_step; its verdicts must be the argmax.
   result = task.evaluate_batches(model, [batch])
@@ -179,21 +199,32 @@ def test_heatmap_at_test_time_rule():
 
 def test_parameters_carry_logical_axis_names():
   mesh = jax.make_mesh((1, 1), ("data", "model"))
-  rules = (("conv_in", None), ("conv_out", "model"), ("embed_in", None), ("embed_out", "model"),
-           ("head", None))
+  rules = (
+      ("conv_in", None),
+      ("conv_out", "model"),
+      ("embed_in", None),
+      ("embed_out", "model"),
+      ("head", None),
+  )
   with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
     abstract = nnx.eval_shape(lambda: comparator.create("tiny", rngs=nnx.Rngs(0)))
-  specs = jax.tree.leaves(nnx.get_partition_spec(nnx.state(abstract, nnx.Param)),
-                          is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  specs = jax.tree.leaves(
+      nnx.get_partition_spec(nnx.state(abstract, nnx.Param)),
+      is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec),
+  )
   params = jax.tree.leaves(nnx.state(abstract, nnx.Param))
   assert len(specs) == len(params) > 50
   names = {n for s in specs for n in s}
-  assert {"conv_in", "conv_out", "embed_in", "embed_out", "head"} <= names <= {
-      None, "conv_in", "conv_out", "embed_in", "embed_out", "head"}
+  assert (
+      {"conv_in", "conv_out", "embed_in", "embed_out", "head"}
+      <= names
+      <= {None, "conv_in", "conv_out", "embed_in", "embed_out", "head"}
+  )
   assert all(any(n is not None for n in s) for s in specs)
 
 
 # ---------------------------------------------------------------------- task
+
 
 def test_loss_terms_on_hand_made_cases():
   z, e = jnp.zeros((1, 7, 7)), jnp.eye(7)[None]
@@ -232,15 +263,22 @@ def test_one_training_step(model):
   assert float(metrics["photometric"]) > 0  # the benign pair is noisy
   after = nnx.state(trained, nnx.Param)
   flat_before = dict(jax.tree.leaves_with_path(before))
-  unchanged = [path for path, b in jax.tree.leaves_with_path(after)
-               if np.allclose(flat_before[path], b)]
+  unchanged = [
+      path for path, b in jax.tree.leaves_with_path(after) if np.allclose(flat_before[path], b)
+  ]
   # Only layers behind a zero-initialised output get no gradient on the first
   # step: the warp (identity STN, zero flow) and the residual branches of
   # trunk blocks (zero-init last BN scale).
   assert all(path[0].key in ("warp", "trunk") for path in unchanged), unchanged
   moved = {jax.tree_util.keystr(path) for path in flat_before} - {
-      jax.tree_util.keystr(path) for path in unchanged}
-  for name in ("['cls_head']['kernel']", "['heatmap_head']['kernel']", "['fusion']['kernel']",
-               "['warp']['stn']['out']['bias']", "['warp']['flow']['heads'][1]['out']['kernel']",
-               "['split_stem']['stem']['conv']['kernel']"):
+      jax.tree_util.keystr(path) for path in unchanged
+  }
+  for name in (
+      "['cls_head']['kernel']",
+      "['heatmap_head']['kernel']",
+      "['fusion']['kernel']",
+      "['warp']['stn']['out']['bias']",
+      "['warp']['flow']['heads'][1]['out']['kernel']",
+      "['split_stem']['stem']['conv']['kernel']",
+  ):
     assert any(m.startswith(name) for m in moved), name

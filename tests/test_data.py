@@ -1,4 +1,5 @@
 """Bundled photos, procedural images, the synthetic TFDS builder and grain pipelines."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,9 @@ def test_bundled_photos_load_offline():
   assert len(found) >= 8
   assert len({name for name, _ in found}) == len(found)
   for _, img in found:
-    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 100
+    assert (
+        img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 100
+    )
 
 
 def test_procedural_images_vary_and_are_deterministic():
@@ -53,8 +56,9 @@ def test_builder_writes_and_reads_back(tiny_source):
 
 def test_train_and_test_are_disjoint(tiny_source):
   sources, _ = tiny_source
-  digest = lambda src: {hashlib.sha256(read_image(src[i]["image"]).tobytes()).hexdigest()
-                        for i in range(len(src))}
+  digest = lambda src: {
+      hashlib.sha256(read_image(src[i]["image"]).tobytes()).hexdigest() for i in range(len(src))
+  }
   assert not digest(sources["train"]) & digest(sources["test"])
 
 
@@ -65,8 +69,9 @@ def _mean_map(record, rng):
 
 def test_grain_batches_are_deterministic_and_resumable(tiny_source):
   src = tiny_source[0]["train"]
-  make = lambda: pipeline.make_dataset(src, seed=3, batch_size=4, map_fn=_mean_map,
-                                       process_index=0, process_count=1)
+  make = lambda: pipeline.make_dataset(
+      src, seed=3, batch_size=4, map_fn=_mean_map, process_index=0, process_count=1
+  )
   full = pipeline.iterate(make())
   first = [next(full) for _ in range(8)]
   resumed = pipeline.iterate(make(), start=3)
@@ -81,8 +86,16 @@ def test_per_process_split_partitions_records(tiny_source):
   src = tiny_source[0]["train"]
   seen = []
   for p in range(3):
-    ds = pipeline.make_dataset(src, seed=0, batch_size=1, map_fn=_mean_map, process_index=p,
-                               process_count=3, shuffle=False, repeat=False)
+    ds = pipeline.make_dataset(
+        src,
+        seed=0,
+        batch_size=1,
+        map_fn=_mean_map,
+        process_index=p,
+        process_count=3,
+        shuffle=False,
+        repeat=False,
+    )
     seen.append({int(ds[i]["id"][0]) for i in range(len(ds))})
   assert set().union(*seen) == set(range(20))
   assert sum(len(s) for s in seen) == 20
@@ -90,8 +103,9 @@ def test_per_process_split_partitions_records(tiny_source):
 
 def test_each_epoch_visits_every_record_once(tiny_source):
   src = tiny_source[0]["train"]
-  ds = pipeline.make_dataset(src, seed=1, batch_size=5, map_fn=_mean_map,
-                             process_index=0, process_count=1)
+  ds = pipeline.make_dataset(
+      src, seed=1, batch_size=5, map_fn=_mean_map, process_index=0, process_count=1
+  )
   epochs = [np.concatenate([ds[e * 4 + b]["id"] for b in range(4)]) for e in range(2)]
   for ids in epochs:
     assert sorted(ids.tolist()) == list(range(20))

@@ -1,4 +1,5 @@
 """Heatmap IoU / emptiness against hand-computed cases and independent references."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import jaccard_score
@@ -13,6 +14,7 @@ def _keys_bicubic_upsample_1d(values, out: int, a: float = -0.5) -> np.ndarray:
   with the Keys kernel (a = -0.5), edge taps clamped to the image and the
   weights renormalised.
   """
+
   def kernel(x):
     x = abs(x)
     if x < 1:
@@ -78,7 +80,10 @@ def test_iou_matches_sklearn_jaccard_on_binarised_maps():
     assert hm.heatmap_iou(pred, gt) == pytest.approx(want, abs=1e-12)
     assert 0.0 < want < 1.0
   preds = rng.normal(size=(3, 7, 7))
-  np.testing.assert_allclose(hm.batch_emptiness(np.clip(preds, 0, 1)),
-                             [hm.emptiness(np.clip(p, 0, 1)) for p in preds])
-  np.testing.assert_allclose(hm.batch_heatmap_iou(preds, np.ones((3, 7, 7))),
-                             [hm.heatmap_iou(p, np.ones((7, 7))) for p in preds])
+  np.testing.assert_allclose(
+      hm.batch_emptiness(np.clip(preds, 0, 1)), [hm.emptiness(np.clip(p, 0, 1)) for p in preds]
+  )
+  np.testing.assert_allclose(
+      hm.batch_heatmap_iou(preds, np.ones((3, 7, 7))),
+      [hm.heatmap_iou(p, np.ones((7, 7))) for p in preds],
+  )

@@ -1,4 +1,5 @@
 """read_image on a corpus of odd and broken files: decoded right or one clear error."""
+
 from __future__ import annotations
 
 import io
@@ -14,10 +15,17 @@ from provjax.data.images import ImageError, list_images, read_image
 
 def _png_header_only(width: int, height: int) -> bytes:
   """A PNG whose IHDR claims a huge size (decompression bomb) with no real data."""
+
   def chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
   ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+  return (
+      b"\x89PNG\r\n\x1a\n"
+      + chunk(b"IHDR", ihdr)
+      + chunk(b"IDAT", zlib.compress(b""))
+      + chunk(b"IEND", b"")
+  )
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -28,8 +36,9 @@ def _save(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def _rgb(w=40, h=24):
   y, x = np.mgrid[0:h, 0:w]
-  return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), np.full_like(x, 80)],
-                  -1).astype(np.uint8)
+  return np.stack(
+      [x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), np.full_like(x, 80)], -1
+  ).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +52,14 @@ def corpus(tmp_path_factory):
     files[name] = d / name
 
   exif = Image.Exif()
-  exif[0x0112] = 6                                     # rotate 90 degrees clockwise to view
+  exif[0x0112] = 6  # rotate 90 degrees clockwise to view
   put("exif_rotated.jpg", _save(rgb, "JPEG", exif=exif, quality=95))
   put("cmyk.jpg", _save(rgb.convert("CMYK"), "JPEG", quality=95))
   pal = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
   pal.info["transparency"] = 0
   put("palette_transparent.png", _save(pal, "PNG", transparency=0))
   rgba = rgb.convert("RGBA")
-  rgba.putalpha(0)                                     # fully transparent -> white
+  rgba.putalpha(0)  # fully transparent -> white
   put("rgba_clear.png", _save(rgba, "PNG"))
   put("la.png", _save(rgb.convert("LA"), "PNG"))
   put("gray.png", _save(rgb.convert("L"), "PNG"))
@@ -73,11 +82,30 @@ def corpus(tmp_path_factory):
   return d, files
 
 
-GOOD = ["exif_rotated.jpg", "cmyk.jpg", "palette_transparent.png", "rgba_clear.png", "la.png",
-        "gray.png", "onebit.png", "sixteen.png", "float.tif", "animated.gif", "tiny.png",
-        "image.webp", "image.bmp"]
-BAD = ["truncated.jpg", "truncated.png", "empty.png", "random.jpg", "text.jpg", "bomb.png",
-       "missing.png"]
+GOOD = [
+    "exif_rotated.jpg",
+    "cmyk.jpg",
+    "palette_transparent.png",
+    "rgba_clear.png",
+    "la.png",
+    "gray.png",
+    "onebit.png",
+    "sixteen.png",
+    "float.tif",
+    "animated.gif",
+    "tiny.png",
+    "image.webp",
+    "image.bmp",
+]
+BAD = [
+    "truncated.jpg",
+    "truncated.png",
+    "empty.png",
+    "random.jpg",
+    "text.jpg",
+    "bomb.png",
+    "missing.png",
+]
 
 
 def test_corpus_is_large_enough(corpus):
@@ -103,13 +131,13 @@ def test_broken_files_raise_one_clear_error(corpus, name):
 def test_decoded_content_is_right(corpus):
   _, files = corpus
   rot = read_image(files["exif_rotated.jpg"])
-  assert rot.shape == (40, 24, 3)                       # 40x24 landscape shown as portrait
+  assert rot.shape == (40, 24, 3)  # 40x24 landscape shown as portrait
   # Orientation 6: the original top-left corner (dark red=0, green=0) ends top-right.
   assert rot[0, -1, 0] < 40 and rot[0, -1, 1] < 40 and rot[-1, -1, 0] > 200
-  assert np.all(read_image(files["rgba_clear.png"]) == 255)   # alpha over white
-  assert np.all(read_image(files["sixteen.png"]) == 255)      # 65535 / 257
+  assert np.all(read_image(files["rgba_clear.png"]) == 255)  # alpha over white
+  assert np.all(read_image(files["sixteen.png"]) == 255)  # 65535 / 257
   assert np.all(np.abs(read_image(files["float.tif"]).astype(int) - 128) <= 1)
-  assert tuple(read_image(files["animated.gif"])[0, 0]) == (255, 0, 0)   # first frame
+  assert tuple(read_image(files["animated.gif"])[0, 0]) == (255, 0, 0)  # first frame
   assert tuple(read_image(files["tiny.png"])[0, 0]) == (1, 2, 3)
   np.testing.assert_array_equal(read_image(files["image.webp"]), _rgb())
 

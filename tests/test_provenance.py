@@ -1,4 +1,5 @@
 """Provenance engine plumbing: index build / query CLI, JSON contract, bad inputs."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ def fresh_weights(tmp_path_factory):
   mp.setenv("PROVJAX_CHECKPOINTS", str(root))
   for arch in ("simprov", "comparator"):
     model = provjax.create_model(f"{arch}.tiny")
-    weights.export(model, f"{arch}.test", arch=f"{arch}.tiny",
-                   preprocessing={"image_size": model.image_size}, card="test weights\n")
+    weights.export(
+        model,
+        f"{arch}.test",
+        arch=f"{arch}.tiny",
+        preprocessing={"image_size": model.image_size},
+        card="test weights\n",
+    )
   yield root
   mp.undo()
 
@@ -52,22 +58,55 @@ def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
   paths = _images(tmp_path / "db", 6)
   (tmp_path / "db" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
   flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test"]
-  rc = cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "idx"),
-                 "--no-progress", "--backend", "exact", *flags])
+  rc = cli.main(
+      [
+          "index",
+          "build",
+          str(tmp_path / "db"),
+          "--index",
+          str(tmp_path / "idx"),
+          "--no-progress",
+          "--backend",
+          "exact",
+          *flags,
+      ]
+  )
   out, err = capsys.readouterr()
   assert rc == 1 and "broken.jpg" in err
   stats = json.loads(out.strip().splitlines()[-1])
   assert stats["added"] == 6 and stats["errors"] == 1
 
   # Building again is a resume: every file is recognised by its sha256.
-  rc = cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "idx"),
-                 "--no-progress", "--backend", "exact", *flags])
+  rc = cli.main(
+      [
+          "index",
+          "build",
+          str(tmp_path / "db"),
+          "--index",
+          str(tmp_path / "idx"),
+          "--no-progress",
+          "--backend",
+          "exact",
+          *flags,
+      ]
+  )
   stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert stats["added"] == 0 and stats["already_indexed"] == 6 and stats["size"] == 6
 
-  rc = cli.main(["query", str(paths[2]), str(tmp_path / "db" / "broken.jpg"),
-                 "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "out"), "--k", "4",
-                 *flags])
+  rc = cli.main(
+      [
+          "query",
+          str(paths[2]),
+          str(tmp_path / "db" / "broken.jpg"),
+          "--index",
+          str(tmp_path / "idx"),
+          "--out",
+          str(tmp_path / "out"),
+          "--k",
+          "4",
+          *flags,
+      ]
+  )
   lines = [json.loads(l) for l in capsys.readouterr().out.strip().splitlines()]
   assert rc == 1 and len(lines) == 2
   good, bad = lines
@@ -80,8 +119,15 @@ def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
   assert heat.shape == Image.open(paths[2]).size[::-1]
   assert Image.open(good["heatmap_png"]).size[0] > 3 * 200
   if good["match"] is not None:
-    assert set(good["match"]) >= {"path", "id", "score", "verdict", "p_benign",
-                                  "p_manipulated", "p_distinct"}
+    assert set(good["match"]) >= {
+        "path",
+        "id",
+        "score",
+        "verdict",
+        "p_benign",
+        "p_manipulated",
+        "p_distinct",
+    }
 
 
 def test_gallery_thumbnails_survive_save_and_load(tmp_path):
@@ -91,18 +137,19 @@ def test_gallery_thumbnails_survive_save_and_load(tmp_path):
   g.add(v, thumbs, [f"p{i}" for i in range(4)], [f"s{i}" for i in range(4)])
   g.save()
   again = Gallery.open(tmp_path / "g")
-  np.testing.assert_array_equal(again.thumbs(np.array([3, -1, 0])),
-                                np.stack([thumbs[3], np.zeros_like(thumbs[0]), thumbs[0]]))
+  np.testing.assert_array_equal(
+      again.thumbs(np.array([3, -1, 0])), np.stack([thumbs[3], np.zeros_like(thumbs[0]), thumbs[0]])
+  )
 
 
 def test_heatmap_on_query_follows_alignment():
   """A map in the original's frame lands on the query's pixels via the coordinates."""
   heat = np.zeros((7, 7), np.float32)
-  heat[:, :3] = 1.0                                    # left part of the original edited
+  heat[:, :3] = 1.0  # left part of the original edited
   s = 64
   grid = pixel_grid(s, s)
   flipped = grid.copy()
-  flipped[..., 1] = (s - 1) - grid[..., 1]             # query = original mirrored
+  flipped[..., 1] = (s - 1) - grid[..., 1]  # query = original mirrored
   same = heatmap_on_query(heat, grid, np.ones((s, s), bool), (s, s))
   mirrored = heatmap_on_query(heat, flipped, np.ones((s, s), bool), (s, s))
   assert same[:, :20].mean() > 0.9 and same[:, -20:].mean() < 0.1
@@ -112,13 +159,35 @@ def test_heatmap_on_query_follows_alignment():
 def test_sharded_build_matches_single_gallery(fresh_weights, tmp_path, capsys):
   """N shards built separately (one per host) answer like one gallery over the union."""
   _images(tmp_path / "db", 7)
-  flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test", "--no-progress",
-           "--backend", "exact"]
-  assert cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "one"),
-                   *flags]) == 0
+  flags = [
+      "--descriptor",
+      "simprov.test",
+      "--comparator",
+      "comparator.test",
+      "--no-progress",
+      "--backend",
+      "exact",
+  ]
+  assert (
+      cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "one"), *flags])
+      == 0
+  )
   for i in range(3):
-    assert cli.main(["index", "build", str(tmp_path / "db"), "--index", str(tmp_path / "sh"),
-                     "--shard", f"{i}/3", *flags]) == 0
+    assert (
+        cli.main(
+            [
+                "index",
+                "build",
+                str(tmp_path / "db"),
+                "--index",
+                str(tmp_path / "sh"),
+                "--shard",
+                f"{i}/3",
+                *flags,
+            ]
+        )
+        == 0
+    )
   capsys.readouterr()
   one, sharded = Gallery.open(tmp_path / "one"), Gallery.open(tmp_path / "sh")
   assert len(sharded.shards) == 3 and len(sharded) == len(one) == 7

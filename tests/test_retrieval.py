@@ -6,253 +6,263 @@ import numpy as np
 import pytest
 
 from provjax.eval import bench_retrieval
-from provjax.retrieval import (Index, IndexCorruptError, ShardedIndex, build_shard_index,
-                               files_for_process, read_vector_shard, scann_params, sha256_file,
-                               write_vector_shard)
+from provjax.retrieval import (
+    Index,
+    IndexCorruptError,
+    ShardedIndex,
+    build_shard_index,
+    files_for_process,
+    read_vector_shard,
+    scann_params,
+    sha256_file,
+    write_vector_shard,
+)
 from provjax.retrieval import exact
 from provjax.retrieval.merge import merge_topk
 
 
 def _unit(rng, n, d):
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+  x = rng.standard_normal((n, d)).astype(np.float32)
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
 def clustered():
-    """Small version of the benchmark recipe: big enough for ScaNN's tree mode (>= 20k)."""
-    db, queries = bench_retrieval.clustered_data(30_000, 32, 100, num_clusters=300)
-    return db, queries
+  """Small version of the benchmark recipe: big enough for ScaNN's tree mode (>= 20k)."""
+  db, queries = bench_retrieval.clustered_data(30_000, 32, 100, num_clusters=300)
+  return db, queries
 
 
 @pytest.fixture(scope="module")
 def scann_index(clustered):
-    db, _ = clustered
-    index = Index(32)
-    index.add(np.arange(len(db)) * 3 + 7, db)  # ids differ from rows on purpose
-    return index
+  db, _ = clustered
+  index = Index(32)
+  index.add(np.arange(len(db)) * 3 + 7, db)  # ids differ from rows on purpose
+  return index
 
 
 # ------------------------------------------------------------------------------------ exact
 def test_exact_topk_equals_numpy_argsort():
-    rng = np.random.default_rng(1)
-    db, q = _unit(rng, 3000, 16), _unit(rng, 20, 16)
-    scores, idx = exact.topk(db, q, 7, block=512)  # 3000 is not a multiple of the block
-    ref = np.argsort(-(q @ db.T), axis=1, kind="stable")[:, :7]
-    assert idx.dtype == np.int64 and scores.dtype == np.float32
-    np.testing.assert_array_equal(idx, ref)
-    np.testing.assert_allclose(scores, np.take_along_axis(q @ db.T, ref, 1), rtol=1e-5)
+  rng = np.random.default_rng(1)
+  db, q = _unit(rng, 3000, 16), _unit(rng, 20, 16)
+  scores, idx = exact.topk(db, q, 7, block=512)  # 3000 is not a multiple of the block
+  ref = np.argsort(-(q @ db.T), axis=1, kind="stable")[:, :7]
+  assert idx.dtype == np.int64 and scores.dtype == np.float32
+  np.testing.assert_array_equal(idx, ref)
+  np.testing.assert_allclose(scores, np.take_along_axis(q @ db.T, ref, 1), rtol=1e-5)
 
 
 def test_exact_ties_by_lower_index_and_padding():
-    db = np.repeat(np.eye(4, dtype=np.float32), 3, axis=0)  # rows 0-2 equal, 3-5 equal, ...
-    _, idx = exact.topk(db, db[3:4], 4, block=4)
-    np.testing.assert_array_equal(idx[0, :3], [3, 4, 5])
-    scores, idx = exact.topk(db[:2], db[:1], 4)
-    np.testing.assert_array_equal(idx, [[0, 1, -1, -1]])
-    assert np.isneginf(scores[0, 2:]).all()
+  db = np.repeat(np.eye(4, dtype=np.float32), 3, axis=0)  # rows 0-2 equal, 3-5 equal, ...
+  _, idx = exact.topk(db, db[3:4], 4, block=4)
+  np.testing.assert_array_equal(idx[0, :3], [3, 4, 5])
+  scores, idx = exact.topk(db[:2], db[:1], 4)
+  np.testing.assert_array_equal(idx, [[0, 1, -1, -1]])
+  assert np.isneginf(scores[0, 2:]).all()
 
 
 def test_merge_topk_orders_by_score_then_id_with_padding_last():
-    s, i = merge_topk([np.array([[0.5, -np.inf]]), np.array([[0.9, 0.5]])],
-                      [np.array([[8, -1]]), np.array([[3, 2]])], 5)
-    np.testing.assert_array_equal(i, [[3, 2, 8, -1, -1]])
-    np.testing.assert_array_equal(s[0, :3], np.float32([0.9, 0.5, 0.5]))
+  s, i = merge_topk(
+      [np.array([[0.5, -np.inf]]), np.array([[0.9, 0.5]])],
+      [np.array([[8, -1]]), np.array([[3, 2]])],
+      5,
+  )
+  np.testing.assert_array_equal(i, [[3, 2, 8, -1, -1]])
+  np.testing.assert_array_equal(s[0, :3], np.float32([0.9, 0.5, 0.5]))
 
 
 # ------------------------------------------------------------------------------------ scann
 def test_scann_params_follow_database_size():
-    assert scann_params(5_000)["mode"] == "brute_force"
-    small, large = scann_params(100_000), scann_params(1_000_000)
-    assert small["mode"] == large["mode"] == "tree_ah"
-    assert small["num_leaves"] < large["num_leaves"]
-    assert large["dims_per_block"] == 2 and large["anisotropic_threshold"] == 0.2
+  assert scann_params(5_000)["mode"] == "brute_force"
+  small, large = scann_params(100_000), scann_params(1_000_000)
+  assert small["mode"] == large["mode"] == "tree_ah"
+  assert small["num_leaves"] < large["num_leaves"]
+  assert large["dims_per_block"] == 2 and large["anisotropic_threshold"] == 0.2
 
 
 def test_scann_recall_on_clustered_data(clustered, scann_index):
-    db, queries = clustered
-    _, found = scann_index.search(queries, 10)
-    assert scann_index.params["mode"] == "tree_ah"
-    ref = Index(32, backend="exact")
-    ref.add(scann_index.ids, db)
-    _, true = ref.search(queries, 10)
-    assert bench_retrieval.recall_at_k(found, true, 10) >= 0.95
+  db, queries = clustered
+  _, found = scann_index.search(queries, 10)
+  assert scann_index.params["mode"] == "tree_ah"
+  ref = Index(32, backend="exact")
+  ref.add(scann_index.ids, db)
+  _, true = ref.search(queries, 10)
+  assert bench_retrieval.recall_at_k(found, true, 10) >= 0.95
 
 
 def test_recall_at_k_hand_case():
-    assert bench_retrieval.recall_at_k([[1, 2, 3], [4, 5, 6]], [[3, 2, 9], [4, 7, 8]], 3) == 0.5
+  assert bench_retrieval.recall_at_k([[1, 2, 3], [4, 5, 6]], [[3, 2, 9], [4, 7, 8]], 3) == 0.5
 
 
 # ------------------------------------------------------------------------------ persistence
 def _assert_same_index(a, b, queries):
-    assert len(a) == len(b) and a.dim == b.dim and a.backend == b.backend
-    assert a.vectors.dtype == b.vectors.dtype == np.float32
-    assert a.vectors.tobytes() == b.vectors.tobytes()
-    np.testing.assert_array_equal(a.ids, b.ids)
-    assert a._meta.rows() == b._meta.rows()
-    sa, ia = a.search(queries, 10)
-    sb, ib = b.search(queries, 10)
-    np.testing.assert_array_equal(ia, ib)
-    assert sa.tobytes() == sb.tobytes()
+  assert len(a) == len(b) and a.dim == b.dim and a.backend == b.backend
+  assert a.vectors.dtype == b.vectors.dtype == np.float32
+  assert a.vectors.tobytes() == b.vectors.tobytes()
+  np.testing.assert_array_equal(a.ids, b.ids)
+  assert a._meta.rows() == b._meta.rows()
+  sa, ia = a.search(queries, 10)
+  sb, ib = b.search(queries, 10)
+  np.testing.assert_array_equal(ia, ib)
+  assert sa.tobytes() == sb.tobytes()
 
 
 def test_save_load_round_trip_is_bit_exact(tmp_path, clustered, scann_index):
-    _, queries = clustered
-    scann_index.save(tmp_path / "idx")
-    loaded = Index.load(tmp_path / "idx")
-    assert loaded.params == scann_index.params
-    _assert_same_index(scann_index, loaded, queries)
-    assert loaded.lookup(7)["added_at"] == scann_index.lookup(7)["added_at"]
+  _, queries = clustered
+  scann_index.save(tmp_path / "idx")
+  loaded = Index.load(tmp_path / "idx")
+  assert loaded.params == scann_index.params
+  _assert_same_index(scann_index, loaded, queries)
+  assert loaded.lookup(7)["added_at"] == scann_index.lookup(7)["added_at"]
 
 
 @pytest.mark.parametrize("backend", ["exact", "scann"])  # scann: brute-force mode (3 rows)
 def test_small_round_trip_with_metadata(tmp_path, backend):
-    rng = np.random.default_rng(2)
-    index = Index(8, backend=backend)
-    index.add([5, 6, 9], _unit(rng, 3, 8), paths=["a.png", "b.png", None],
-              sha256s=["aa", None, "cc"])
-    index.save(tmp_path / "e")
-    loaded = Index.load(tmp_path / "e")
-    _assert_same_index(index, loaded, _unit(rng, 4, 8))
-    assert loaded.lookup(5)["path"] == "a.png" and loaded.lookup(6)["sha256"] is None
+  rng = np.random.default_rng(2)
+  index = Index(8, backend=backend)
+  index.add([5, 6, 9], _unit(rng, 3, 8), paths=["a.png", "b.png", None], sha256s=["aa", None, "cc"])
+  index.save(tmp_path / "e")
+  loaded = Index.load(tmp_path / "e")
+  _assert_same_index(index, loaded, _unit(rng, 4, 8))
+  assert loaded.lookup(5)["path"] == "a.png" and loaded.lookup(6)["sha256"] is None
 
 
 def test_corrupted_file_is_detected_by_checksum(tmp_path):
-    rng = np.random.default_rng(3)
-    index = Index(8, backend="exact")
-    index.add(np.arange(50), _unit(rng, 50, 8))
-    index.save(tmp_path / "c")
-    path = tmp_path / "c" / "vectors.npy"
-    data = bytearray(path.read_bytes())
-    data[-5] ^= 0x01  # one flipped bit in the float payload; the size is unchanged
-    path.write_bytes(bytes(data))
-    with pytest.raises(IndexCorruptError, match="vectors.npy.*checksum"):
-        Index.load(tmp_path / "c")
-    Index.load(tmp_path / "c", verify=False)  # sizes still match: loads when asked not to check
-    os.remove(tmp_path / "c" / "ids.npy")
-    with pytest.raises(IndexCorruptError, match="ids.npy: missing"):
-        Index.load(tmp_path / "c")
+  rng = np.random.default_rng(3)
+  index = Index(8, backend="exact")
+  index.add(np.arange(50), _unit(rng, 50, 8))
+  index.save(tmp_path / "c")
+  path = tmp_path / "c" / "vectors.npy"
+  data = bytearray(path.read_bytes())
+  data[-5] ^= 0x01  # one flipped bit in the float payload; the size is unchanged
+  path.write_bytes(bytes(data))
+  with pytest.raises(IndexCorruptError, match="vectors.npy.*checksum"):
+    Index.load(tmp_path / "c")
+  Index.load(tmp_path / "c", verify=False)  # sizes still match: loads when asked not to check
+  os.remove(tmp_path / "c" / "ids.npy")
+  with pytest.raises(IndexCorruptError, match="ids.npy: missing"):
+    Index.load(tmp_path / "c")
 
 
 def test_atomic_save_over_existing_index(tmp_path):
-    rng = np.random.default_rng(4)
-    first, second = Index(8, backend="exact"), Index(8, backend="exact")
-    first.add(np.arange(10), _unit(rng, 10, 8))
-    second.add(np.arange(100, 125), _unit(rng, 25, 8))
-    first.save(tmp_path / "a")
-    second.save(tmp_path / "a")
-    loaded = Index.load(tmp_path / "a")
-    assert len(loaded) == 25 and loaded.ids[0] == 100
-    assert sorted(os.listdir(tmp_path)) == ["a"]  # no temp or old directories left behind
-    (tmp_path / "notanindex").mkdir()
-    (tmp_path / "notanindex" / "precious.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
-        first.save(tmp_path / "notanindex")
-    assert (tmp_path / "notanindex" / "precious.txt").read_text() == "keep me"
+  rng = np.random.default_rng(4)
+  first, second = Index(8, backend="exact"), Index(8, backend="exact")
+  first.add(np.arange(10), _unit(rng, 10, 8))
+  second.add(np.arange(100, 125), _unit(rng, 25, 8))
+  first.save(tmp_path / "a")
+  second.save(tmp_path / "a")
+  loaded = Index.load(tmp_path / "a")
+  assert len(loaded) == 25 and loaded.ids[0] == 100
+  assert sorted(os.listdir(tmp_path)) == ["a"]  # no temp or old directories left behind
+  (tmp_path / "notanindex").mkdir()
+  (tmp_path / "notanindex" / "precious.txt").write_text("keep me")
+  with pytest.raises(FileExistsError):
+    first.save(tmp_path / "notanindex")
+  assert (tmp_path / "notanindex" / "precious.txt").read_text() == "keep me"
 
 
 # ---------------------------------------------------------------------- incremental / dedupe
 def test_incremental_add_is_searchable_and_survives_save(tmp_path, clustered):
-    db, _ = clustered
-    index = Index(32)
-    index.add(np.arange(25_000), db[:25_000])
-    index.search(db[:1], 10)  # builds the ScaNN searcher over the first 25k rows
-    new = _unit(np.random.default_rng(5), 40, 32)
-    result = index.add(np.arange(10**6, 10**6 + 40), new)
-    np.testing.assert_array_equal(result.added, np.arange(10**6, 10**6 + 40))
-    assert index._searcher_rows == 25_000  # searched through the exact delta, no rebuild
-    _, ids = index.search(new, 5)
-    np.testing.assert_array_equal(ids[:, 0], np.arange(10**6, 10**6 + 40))
-    index.save(tmp_path / "inc")
-    _assert_same_index(index, Index.load(tmp_path / "inc"), new)
-    index.add(np.arange(25_000, 30_000), db[25_000:])  # delta > limit: rebuilt on next search
-    _, ids = index.search(db[29_990:], 1)
-    assert index._searcher_rows == len(index) == 30_040
-    np.testing.assert_array_equal(ids[:, 0], np.arange(29_990, 30_000))
+  db, _ = clustered
+  index = Index(32)
+  index.add(np.arange(25_000), db[:25_000])
+  index.search(db[:1], 10)  # builds the ScaNN searcher over the first 25k rows
+  new = _unit(np.random.default_rng(5), 40, 32)
+  result = index.add(np.arange(10**6, 10**6 + 40), new)
+  np.testing.assert_array_equal(result.added, np.arange(10**6, 10**6 + 40))
+  assert index._searcher_rows == 25_000  # searched through the exact delta, no rebuild
+  _, ids = index.search(new, 5)
+  np.testing.assert_array_equal(ids[:, 0], np.arange(10**6, 10**6 + 40))
+  index.save(tmp_path / "inc")
+  _assert_same_index(index, Index.load(tmp_path / "inc"), new)
+  index.add(np.arange(25_000, 30_000), db[25_000:])  # delta > limit: rebuilt on next search
+  _, ids = index.search(db[29_990:], 1)
+  assert index._searcher_rows == len(index) == 30_040
+  np.testing.assert_array_equal(ids[:, 0], np.arange(29_990, 30_000))
 
 
 def test_readding_identical_file_is_recognised_by_sha256(tmp_path):
-    rng = np.random.default_rng(6)
-    files = []
-    for name, payload in [("a.jpg", b"alpha"), ("b.jpg", b"beta"), ("a_copy.jpg", b"alpha")]:
-        (tmp_path / name).write_bytes(payload)
-        files.append(str(tmp_path / name))
-    shas = [sha256_file(f) for f in files]
-    index = Index(8, backend="exact")
-    res = index.add([1, 2], _unit(rng, 2, 8), paths=files[:2], sha256s=shas[:2])
-    np.testing.assert_array_equal(res.added, [1, 2])
-    assert res.duplicates == {}
-    res = index.add([3, 4], _unit(rng, 2, 8), paths=[files[2], files[2]],
-                    sha256s=[shas[2], shas[2]])
-    assert res.added.size == 0 and res.duplicates == {3: 1, 4: 1}
-    assert len(index) == 2 and index.find_sha256(shas[0]) == 1
-    assert index.find_sha256("0" * 64) is None
-    assert index.lookup(2)["path"] == files[1]
-    with pytest.raises(ValueError, match="already in the index"):
-        index.add([2], _unit(rng, 1, 8))
-    assert len(index) == 2
+  rng = np.random.default_rng(6)
+  files = []
+  for name, payload in [("a.jpg", b"alpha"), ("b.jpg", b"beta"), ("a_copy.jpg", b"alpha")]:
+    (tmp_path / name).write_bytes(payload)
+    files.append(str(tmp_path / name))
+  shas = [sha256_file(f) for f in files]
+  index = Index(8, backend="exact")
+  res = index.add([1, 2], _unit(rng, 2, 8), paths=files[:2], sha256s=shas[:2])
+  np.testing.assert_array_equal(res.added, [1, 2])
+  assert res.duplicates == {}
+  res = index.add([3, 4], _unit(rng, 2, 8), paths=[files[2], files[2]], sha256s=[shas[2], shas[2]])
+  assert res.added.size == 0 and res.duplicates == {3: 1, 4: 1}
+  assert len(index) == 2 and index.find_sha256(shas[0]) == 1
+  assert index.find_sha256("0" * 64) is None
+  assert index.lookup(2)["path"] == files[1]
+  with pytest.raises(ValueError, match="already in the index"):
+    index.add([2], _unit(rng, 1, 8))
+  assert len(index) == 2
 
 
 # ---------------------------------------------------------------------------------- sharding
 def test_sharded_exact_equals_union(tmp_path):
-    rng = np.random.default_rng(7)
-    db, queries = _unit(rng, 3000, 16), _unit(rng, 25, 16)
-    db[1500] = db[10]  # an exact tie across shards: broken by the lower id in both
-    ids = rng.permutation(10_000)[:3000]
-    order = np.argsort(ids)  # union rows in id order so row ties and id ties agree
-    union = Index(16, backend="exact")
-    union.add(ids[order], db[order])
-    parts = np.array_split(rng.permutation(3000), 3)
-    shards = []
-    for part in parts:
-        shard = Index(16, backend="exact")
-        shard.add(ids[part], db[part])
-        shards.append(shard)
-    sharded = ShardedIndex(shards)
-    for k in (1, 10):
-        s1, i1 = union.search(queries, k)
-        s2, i2 = sharded.search(queries, k)
-        np.testing.assert_array_equal(i1, i2)
-        np.testing.assert_array_equal(s1, s2)
-    sharded.save(tmp_path / "sh")
-    assert sorted(os.listdir(tmp_path / "sh"))[0] == "shard-00000-of-00003"
-    np.testing.assert_array_equal(ShardedIndex.load(tmp_path / "sh").search(queries, 10)[1], i2)
+  rng = np.random.default_rng(7)
+  db, queries = _unit(rng, 3000, 16), _unit(rng, 25, 16)
+  db[1500] = db[10]  # an exact tie across shards: broken by the lower id in both
+  ids = rng.permutation(10_000)[:3000]
+  order = np.argsort(ids)  # union rows in id order so row ties and id ties agree
+  union = Index(16, backend="exact")
+  union.add(ids[order], db[order])
+  parts = np.array_split(rng.permutation(3000), 3)
+  shards = []
+  for part in parts:
+    shard = Index(16, backend="exact")
+    shard.add(ids[part], db[part])
+    shards.append(shard)
+  sharded = ShardedIndex(shards)
+  for k in (1, 10):
+    s1, i1 = union.search(queries, k)
+    s2, i2 = sharded.search(queries, k)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(s1, s2)
+  sharded.save(tmp_path / "sh")
+  assert sorted(os.listdir(tmp_path / "sh"))[0] == "shard-00000-of-00003"
+  np.testing.assert_array_equal(ShardedIndex.load(tmp_path / "sh").search(queries, 10)[1], i2)
 
 
 def test_multi_host_vector_shards_to_sharded_index(tmp_path):
-    rng = np.random.default_rng(8)
-    paths = [f"img{i:03d}.png" for i in range(60)]
-    vecs = _unit(rng, 60, 8)
-    n = 2
-    for host in range(n):
-        mine = files_for_process(paths, host, n)
-        rows = [paths.index(p) for p in mine]
-        write_vector_shard(tmp_path / "vec", host, n, rows, vecs[rows], mine,
-                           [f"sha{r}" for r in rows])
-    assert read_vector_shard(str(tmp_path / "vec" / "vectors-00001-of-00002.npz"))["paths"][0] \
-        == "img001.png"
-    for host in range(n):
-        build_shard_index(str(tmp_path / "vec"), str(tmp_path / "idx"), host, n, backend="exact")
-    sharded = ShardedIndex.load(str(tmp_path / "idx"))
-    assert len(sharded) == 60
-    _, ids = sharded.search(vecs[:5], 1)
-    np.testing.assert_array_equal(ids[:, 0], np.arange(5))
-    assert sharded.lookup(7)["path"] == "img007.png" and sharded.find_sha256("sha9") == 9
-    os.rename(tmp_path / "idx" / "shard-00001-of-00002", tmp_path / "idx" / "moved")
-    with pytest.raises(ValueError, match="missing shards"):
-        ShardedIndex.load(str(tmp_path / "idx"))
+  rng = np.random.default_rng(8)
+  paths = [f"img{i:03d}.png" for i in range(60)]
+  vecs = _unit(rng, 60, 8)
+  n = 2
+  for host in range(n):
+    mine = files_for_process(paths, host, n)
+    rows = [paths.index(p) for p in mine]
+    write_vector_shard(tmp_path / "vec", host, n, rows, vecs[rows], mine, [f"sha{r}" for r in rows])
+  assert (
+      read_vector_shard(str(tmp_path / "vec" / "vectors-00001-of-00002.npz"))["paths"][0]
+      == "img001.png"
+  )
+  for host in range(n):
+    build_shard_index(str(tmp_path / "vec"), str(tmp_path / "idx"), host, n, backend="exact")
+  sharded = ShardedIndex.load(str(tmp_path / "idx"))
+  assert len(sharded) == 60
+  _, ids = sharded.search(vecs[:5], 1)
+  np.testing.assert_array_equal(ids[:, 0], np.arange(5))
+  assert sharded.lookup(7)["path"] == "img007.png" and sharded.find_sha256("sha9") == 9
+  os.rename(tmp_path / "idx" / "shard-00001-of-00002", tmp_path / "idx" / "moved")
+  with pytest.raises(ValueError, match="missing shards"):
+    ShardedIndex.load(str(tmp_path / "idx"))
 
 
 # ------------------------------------------------------------------------------------- bench
 def test_clustered_data_recipe_shapes():
-    db, q = bench_retrieval.clustered_data(500, 16, 7)
-    assert db.shape == (500, 16) and q.shape == (7, 16) and db.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(db, axis=1), 1, rtol=1e-5)
-    np.testing.assert_array_equal(db, bench_retrieval.clustered_data(500, 16, 7)[0])
+  db, q = bench_retrieval.clustered_data(500, 16, 7)
+  assert db.shape == (500, 16) and q.shape == (7, 16) and db.dtype == np.float32
+  np.testing.assert_allclose(np.linalg.norm(db, axis=1), 1, rtol=1e-5)
+  np.testing.assert_array_equal(db, bench_retrieval.clustered_data(500, 16, 7)[0])
 
 
 @pytest.mark.slow
 def test_bench_runs_at_100k():
-    rows = bench_retrieval.run(n=100_000, d=64, n_queries=200, repeats=2)
-    default = next(r for r in rows if r["method"] == "scann-default")
-    assert default["recall"] >= 0.95 and len(rows) > 3
+  rows = bench_retrieval.run(n=100_000, d=64, n_queries=200, repeats=2)
+  default = next(r for r in rows if r["method"] == "scann-default")
+  assert default["recall"] >= 0.95 and len(rows) > 3

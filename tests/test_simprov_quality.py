@@ -4,6 +4,7 @@ The floors sit below what the released checkpoints measured (model cards) so
 that noise does not fail them, yet far above chance: a broken model, loader or
 preprocessing path fails them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,22 @@ from provjax.tasks import comparator as comparator_task
 # affine 0.68, rotate 0.63, pad 0.43, crop 0.40, grayscale 0.33, color 0.075.
 # Chance is 1 / 1040.
 FAMILY_FLOORS = {
-    "jpeg": 0.9, "noise": 0.9, "blur": 0.8, "resize": 0.9, "aspect": 0.9, "pad": 0.3,
-    "crop": 0.25, "rotate": 0.45, "affine": 0.5, "perspective": 0.55, "flip": 0.55,
-    "color": 0.03, "grayscale": 0.15, "overlay_text": 0.75, "overlay_emoji": 0.65}
+    "jpeg": 0.9,
+    "noise": 0.9,
+    "blur": 0.8,
+    "resize": 0.9,
+    "aspect": 0.9,
+    "pad": 0.3,
+    "crop": 0.25,
+    "rotate": 0.45,
+    "affine": 0.5,
+    "perspective": 0.55,
+    "flip": 0.55,
+    "color": 0.03,
+    "grayscale": 0.15,
+    "overlay_text": 0.75,
+    "overlay_emoji": 0.65,
+}
 # Measured 0.69 on these 90 pairs at release (0.81 on the 300-pair eval split); chance 1/3.
 THREE_WAY_FLOOR = 0.55
 
@@ -38,8 +52,13 @@ def models():
 def engine(models, tmp_path_factory):
   descriptor, comparator = models
   gallery, originals = benchmark.heldout_gallery(
-      Describer(descriptor), comparator.image_size, tmp_path_factory.mktemp("gallery"),
-      n_originals=40, n_distractors=1000, seed=4321)
+      Describer(descriptor),
+      comparator.image_size,
+      tmp_path_factory.mktemp("gallery"),
+      n_originals=40,
+      n_distractors=1000,
+      seed=4321,
+  )
   return Engine(gallery, descriptor, comparator, k=100), originals
 
 
@@ -59,8 +78,10 @@ def test_three_way_verdicts_on_held_back_pairs(models):
   _, comparator = models
   rng = np.random.default_rng(99)
   images = [img for _, img in synthetic.generate_images("test", 90, 96, seed=4321)]
-  examples = [pairs.make_pair(img, rng, size=comparator.image_size, label=i % 3)
-              for i, img in enumerate(images)]
+  examples = [
+      pairs.make_pair(img, rng, size=comparator.image_size, label=i % 3)
+      for i, img in enumerate(images)
+  ]
   batch = comparator_task.to_float({k: np.stack([e[k] for e in examples]) for k in examples[0]})
   out = comparator_task.evaluate_batches(comparator, [batch])
   assert out["accuracy"] >= THREE_WAY_FLOOR, out

@@ -1,4 +1,5 @@
 """Trainer: sharded == unsharded numerics, resume after SIGKILL, NaN guard."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,19 @@ def _env(devices: int = 1) -> dict:
 
 
 def _train_cmd(workdir, data_dir, *extra):
-  return [sys.executable, "-m", "provjax.cli", "train", "--config", QUICK, "--workdir", str(workdir),
-          "--no-progress", f"--config.data.data_dir={data_dir}", *extra]
+  return [
+      sys.executable,
+      "-m",
+      "provjax.cli",
+      "train",
+      "--config",
+      QUICK,
+      "--workdir",
+      str(workdir),
+      "--no-progress",
+      f"--config.data.data_dir={data_dir}",
+      *extra,
+  ]
 
 
 SHARDING_SCRIPT = textwrap.dedent("""
@@ -54,8 +66,13 @@ SHARDING_SCRIPT = textwrap.dedent("""
 
 def test_sharded_training_matches_single_device(tmp_path):
   """5 steps on a (4, 2) mesh of 8 simulated devices == 5 steps on one device."""
-  proc = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT, QUICK, str(tmp_path / "tfds"),
-                         str(tmp_path)], env=_env(8), capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+      [sys.executable, "-c", SHARDING_SCRIPT, QUICK, str(tmp_path / "tfds"), str(tmp_path)],
+      env=_env(8),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   single, sharded = out["(1, 1)"], out["(4, 2)"]
@@ -71,6 +88,7 @@ def _restore_params(workdir):
   from provjax.config import load_config
   from provjax.train.evaluate import restore_model
   from flax import nnx
+
   model, step = restore_model(load_config(QUICK), workdir)
   return step, nnx.state(model, nnx.Param)
 
@@ -78,27 +96,44 @@ def _restore_params(workdir):
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   data_dir = tmp_path / "tfds"
   extra = ["--config.train.steps=16", "--config.train.ckpt_every=2"]
-  full = subprocess.run(_train_cmd(tmp_path / "full", data_dir, *extra), env=_env(),
-                        capture_output=True, text=True, timeout=600)
+  full = subprocess.run(
+      _train_cmd(tmp_path / "full", data_dir, *extra),
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert full.returncode == 0, full.stderr[-3000:]
 
   killed_dir = tmp_path / "killed"
-  proc = subprocess.Popen(_train_cmd(killed_dir, data_dir, *extra), env=_env(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+      _train_cmd(killed_dir, data_dir, *extra),
+      env=_env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+  )
   deadline = time.time() + 300
   while not (killed_dir / "checkpoints" / "4").exists() and time.time() < deadline:
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  steps_before = sorted(int(p.name) for p in (killed_dir / "checkpoints").iterdir() if p.name.isdigit())
+  steps_before = sorted(
+      int(p.name) for p in (killed_dir / "checkpoints").iterdir() if p.name.isdigit()
+  )
   assert steps_before and max(steps_before) < 16, steps_before
 
-  resumed = subprocess.run(_train_cmd(killed_dir, data_dir, *extra), env=_env(),
-                           capture_output=True, text=True, timeout=600)
+  resumed = subprocess.run(
+      _train_cmd(killed_dir, data_dir, *extra),
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "resuming" in resumed.stderr
 
   import jax
+
   step_a, params_a = _restore_params(tmp_path / "full")
   step_b, params_b = _restore_params(killed_dir)
   assert step_a == step_b == 16
@@ -107,18 +142,37 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
 
 
 def test_nan_guard_stops_with_clear_message(tmp_path):
-  proc = subprocess.run(_train_cmd(tmp_path / "nan", tmp_path / "tfds", "--config.optimizer.lr=1e30",
-                                   "--config.optimizer.clip_norm=0.0", "--config.train.steps=6"),
-                        env=_env(), capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+      _train_cmd(
+          tmp_path / "nan",
+          tmp_path / "tfds",
+          "--config.optimizer.lr=1e30",
+          "--config.optimizer.clip_norm=0.0",
+          "--config.train.steps=6",
+      ),
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode != 0
   assert "non-finite metrics" in proc.stderr
 
 
 def test_sigterm_saves_and_stops_cleanly(tmp_path):
   workdir = tmp_path / "term"
-  proc = subprocess.Popen(_train_cmd(workdir, tmp_path / "tfds", "--config.train.steps=100000",
-                                     "--config.train.ckpt_every=1000"),
-                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  proc = subprocess.Popen(
+      _train_cmd(
+          workdir,
+          tmp_path / "tfds",
+          "--config.train.steps=100000",
+          "--config.train.ckpt_every=1000",
+      ),
+      env=_env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,
+      text=True,
+  )
   deadline = time.time() + 300
   while time.time() < deadline and not (workdir / "metrics.jsonl").exists():
     time.sleep(0.05)

@@ -4,6 +4,7 @@ Expected maps are built here independently as 3x3 forward matrices on
 homogeneous pixel-centre (x, y, 1) positions and composed by matrix product;
 image content is checked with scipy's own bilinear sampler.
 """
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,12 +17,12 @@ H, W = 48, 64
 
 # ------------------------------------------------------------------ helpers
 
+
 def smooth_image(seed=0, h=H, w=W):
   """A smooth random colour image (slow gradients, no saturation)."""
   rng = np.random.default_rng(seed)
   small = rng.integers(30, 226, size=(4, 5, 3), dtype=np.uint8)
-  return np.asarray(Image.fromarray(small).resize((w, h),
-                                                  Image.Resampling.BILINEAR))
+  return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def shift(tx, ty):
@@ -35,8 +36,7 @@ def scaling(sx, sy):
 def rot_ccw(deg, cin, cout):
   """Screen-counter-clockwise rotation taking centre cin=(x,y) to cout."""
   a = np.deg2rad(deg)
-  r = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0],
-                [0, 0, 1]])
+  r = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]])
   return shift(*cout) @ r @ shift(-cin[0], -cin[1])
 
 
@@ -48,7 +48,7 @@ def resize_matrix(shape_in, shape_out):
 
 def stage_positions(mats, out_shape):
   """Input (y, x) position of every output pixel at each stage, last first."""
-  ys, xs = np.mgrid[0:out_shape[0], 0:out_shape[1]].astype(float)
+  ys, xs = np.mgrid[0 : out_shape[0], 0 : out_shape[1]].astype(float)
   p = np.stack([xs, ys, np.ones_like(xs)], -1)
   out = []
   for m in reversed(mats):
@@ -90,14 +90,19 @@ def check_content(e, original, ok, tol=4.0):
   if not interior.any():
     return
   yx = e.coords[interior].T
-  ref = np.stack([ndimage.map_coordinates(original[..., c].astype(float), yx,
-                                          order=1, mode="nearest")
-                  for c in range(3)], -1)
+  ref = np.stack(
+      [
+          ndimage.map_coordinates(original[..., c].astype(float), yx, order=1, mode="nearest")
+          for c in range(3)
+      ],
+      -1,
+  )
   diff = np.abs(ref - e.image[interior].astype(float))
   assert diff.mean() < tol, diff.mean()
 
 
 # ------------------------------------------------------- single geometric ops
+
 
 def _centre(shape):
   return ((shape[1] - 1) / 2, (shape[0] - 1) / 2)
@@ -105,35 +110,32 @@ def _centre(shape):
 
 GEOMETRIC = {
     # name: (op, forward matrix given input and output shapes)
-    "resize": (lambda e, r: T.resize(e, r, size=(30, 90)),
-               lambda si, so: resize_matrix(si, so)),
-    "upsize": (lambda e, r: T.resize(e, r, size=(77, 101)),
-               lambda si, so: resize_matrix(si, so)),
-    "aspect": (lambda e, r: T.aspect(e, r, ratio=1.7),
-               lambda si, so: resize_matrix(si, so)),
-    "scale": (lambda e, r: T.scale(e, r, factor=0.7),
-              lambda si, so: resize_matrix(si, so)),
-    "pad": (lambda e, r: T.pad(e, r, widths=(3, 5, 7, 2), fill=9),
-            lambda si, so: shift(7, 3)),
-    "crop": (lambda e, r: T.crop(e, r, box=(5, 9, 30, 40)),
-             lambda si, so: shift(-9, -5)),
-    "rotate": (lambda e, r: T.rotate(e, r, angle=23.0, expand=False),
-               lambda si, so: rot_ccw(23.0, _centre(si), _centre(so))),
-    "rotate_expand": (lambda e, r: T.rotate(e, r, angle=-67.0, expand=True),
-                      lambda si, so: rot_ccw(-67.0, _centre(si), _centre(so))),
-    "affine": (lambda e, r: T.affine(e, r, matrix=[[0.9, 0.2, 4],
-                                                  [-0.1, 1.1, -3]]),
-               lambda si, so: np.array([[0.9, 0.2, 4], [-0.1, 1.1, -3],
-                                        [0, 0, 1]])),
-    "perspective": (lambda e, r: T.perspective(e, r, matrix=PERSPECTIVE),
-                    lambda si, so: PERSPECTIVE),
-    "hflip": (lambda e, r: T.hflip(e),
-              lambda si, so: shift(si[1] - 1, 0) @ scaling(-1, 1)),
-    "vflip": (lambda e, r: T.vflip(e),
-              lambda si, so: shift(0, si[0] - 1) @ scaling(1, -1)),
+    "resize": (lambda e, r: T.resize(e, r, size=(30, 90)), lambda si, so: resize_matrix(si, so)),
+    "upsize": (lambda e, r: T.resize(e, r, size=(77, 101)), lambda si, so: resize_matrix(si, so)),
+    "aspect": (lambda e, r: T.aspect(e, r, ratio=1.7), lambda si, so: resize_matrix(si, so)),
+    "scale": (lambda e, r: T.scale(e, r, factor=0.7), lambda si, so: resize_matrix(si, so)),
+    "pad": (lambda e, r: T.pad(e, r, widths=(3, 5, 7, 2), fill=9), lambda si, so: shift(7, 3)),
+    "crop": (lambda e, r: T.crop(e, r, box=(5, 9, 30, 40)), lambda si, so: shift(-9, -5)),
+    "rotate": (
+        lambda e, r: T.rotate(e, r, angle=23.0, expand=False),
+        lambda si, so: rot_ccw(23.0, _centre(si), _centre(so)),
+    ),
+    "rotate_expand": (
+        lambda e, r: T.rotate(e, r, angle=-67.0, expand=True),
+        lambda si, so: rot_ccw(-67.0, _centre(si), _centre(so)),
+    ),
+    "affine": (
+        lambda e, r: T.affine(e, r, matrix=[[0.9, 0.2, 4], [-0.1, 1.1, -3]]),
+        lambda si, so: np.array([[0.9, 0.2, 4], [-0.1, 1.1, -3], [0, 0, 1]]),
+    ),
+    "perspective": (
+        lambda e, r: T.perspective(e, r, matrix=PERSPECTIVE),
+        lambda si, so: PERSPECTIVE,
+    ),
+    "hflip": (lambda e, r: T.hflip(e), lambda si, so: shift(si[1] - 1, 0) @ scaling(-1, 1)),
+    "vflip": (lambda e, r: T.vflip(e), lambda si, so: shift(0, si[0] - 1) @ scaling(1, -1)),
 }
-PERSPECTIVE = np.array([[1.05, 0.1, -2.0], [0.05, 0.95, 3.0],
-                        [0.002, -0.001, 1.0]])
+PERSPECTIVE = np.array([[1.05, 0.1, -2.0], [0.05, 0.95, 3.0], [0.002, -0.001, 1.0]])
 
 
 @pytest.mark.parametrize("name", sorted(GEOMETRIC))
@@ -150,22 +152,19 @@ def test_geometric_op_matches_analytic_map(name):
 
 
 def test_pad_minus_one_exactly_on_padding():
-  e = T.pad(T.identity(smooth_image()), None, widths=(3, 5, 7, 2),
-            fill=(1, 2, 3))
+  e = T.pad(T.identity(smooth_image()), None, widths=(3, 5, 7, 2), fill=(1, 2, 3))
   assert e.shape == (H + 8, W + 9)
   inner = np.zeros(e.shape, bool)
-  inner[3:3 + H, 7:7 + W] = True
+  inner[3 : 3 + H, 7 : 7 + W] = True
   assert (e.coords[~inner] == -1).all()
-  np.testing.assert_array_equal(e.coords[inner].reshape(H, W, 2),
-                                T.pixel_grid(H, W))
+  np.testing.assert_array_equal(e.coords[inner].reshape(H, W, 2), T.pixel_grid(H, W))
   assert (e.image[~inner] == (1, 2, 3)).all()
 
 
 def test_rotation_direction_matches_pil():
   image = smooth_image(3)
   ours = T.rotate(T.identity(image), None, angle=30.0, expand=False).image
-  pil = np.asarray(Image.fromarray(image).rotate(30.0,
-                                                 Image.Resampling.BILINEAR))
+  pil = np.asarray(Image.fromarray(image).rotate(30.0, Image.Resampling.BILINEAR))
   inner = (slice(12, -12), slice(12, -12))
   assert np.abs(ours[inner].astype(int) - pil[inner]).mean() < 2.0
 
@@ -211,6 +210,7 @@ def test_random_geometric_ops_compose_with_table():
 
 # ----------------------------------------------------- masks follow the map
 
+
 def test_mask_follows_rotation_after_splice():
   image, donor = smooth_image(0), smooth_image(9)
   region = np.zeros((H, W), bool)
@@ -218,8 +218,7 @@ def test_mask_follows_rotation_after_splice():
   rng = np.random.default_rng(0)
   spliced = T.splice(T.identity(image), rng, donor=donor, region=region)
   e = T.rotate(spliced, rng, angle=35.0, expand=True)
-  (p,) = stage_positions([rot_ccw(35.0, _centre((H, W)), _centre(e.shape))],
-                         e.shape)
+  (p,) = stage_positions([rot_ccw(35.0, _centre((H, W)), _centre(e.shape))], e.shape)
   iy, ix = np.floor(p[..., 0] + 0.5).astype(int), np.floor(p[..., 1] + 0.5)
   inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
   expected = np.zeros(e.shape, bool)
@@ -270,8 +269,8 @@ def test_photometric_keeps_coords_changes_pixels(name):
 
 # --------------------------------------------------------------- overlays
 
-@pytest.mark.parametrize("op", [T.overlay_text, T.overlay_emoji,
-                                T.overlay_image])
+
+@pytest.mark.parametrize("op", [T.overlay_text, T.overlay_emoji, T.overlay_image])
 def test_overlay_pixels_lose_their_source(op):
   image = smooth_image()
   e = op(T.identity(image), np.random.default_rng(2), opacity=1.0)
@@ -284,6 +283,7 @@ def test_overlay_pixels_lose_their_source(op):
 
 # -------------------------------------------------------------- malicious
 
+
 @pytest.mark.parametrize("kind", ["splice", "copy_move", "remove"])
 def test_malicious_changes_only_inside_mask(kind):
   rng = np.random.default_rng(7)
@@ -292,9 +292,11 @@ def test_malicious_changes_only_inside_mask(kind):
   e0 = T.identity(image)
   for seed in range(3):
     r = np.random.default_rng(seed)
-    e = {"splice": lambda: T.splice(e0, r, donor=donor),
-         "copy_move": lambda: T.copy_move(e0, r),
-         "remove": lambda: T.remove(e0, r)}[kind]()
+    e = {
+        "splice": lambda: T.splice(e0, r, donor=donor),
+        "copy_move": lambda: T.copy_move(e0, r),
+        "remove": lambda: T.remove(e0, r),
+    }[kind]()
     assert 0.015 <= e.mask.mean() <= 0.3, e.mask.mean()
     np.testing.assert_array_equal(e.image[~e.mask], image[~e.mask])
     diff = np.abs(e.image.astype(int) - image)[e.mask]
@@ -307,8 +309,7 @@ def test_malicious_changes_only_inside_mask(kind):
 def test_region_shapes_have_plausible_area():
   rng = np.random.default_rng(0)
   for kind in ("rectangle", "ellipse", "polygon"):
-    areas = [T.region_mask(rng, (128, 128), kind=kind).mean()
-             for _ in range(10)]
+    areas = [T.region_mask(rng, (128, 128), kind=kind).mean() for _ in range(10)]
     assert 0.024 <= min(areas) and max(areas) <= 0.3, (kind, areas)
 
 
@@ -322,12 +323,14 @@ def test_random_manipulation_uses_donors():
 
 # ----------------------------------------------------------------- targets
 
+
 def test_heatmap_target_known_rectangle():
   image = smooth_image(h=70, w=70)
   region = np.zeros((70, 70), bool)
   region[10:30, 20:40] = True  # exactly cells rows 1-2, cols 2-3
-  e = T.splice(T.identity(image), np.random.default_rng(0),
-               donor=smooth_image(5, 70, 70), region=region)
+  e = T.splice(
+      T.identity(image), np.random.default_rng(0), donor=smooth_image(5, 70, 70), region=region
+  )
   hm = T.heatmap_target(e, (70, 70))
   expected = np.zeros((7, 7), np.float32)
   expected[1:3, 2:4] = 1
@@ -338,8 +341,7 @@ def test_heatmap_target_known_rectangle():
 def test_heatmap_target_fractional_cells():
   region = np.zeros((64, 64), bool)
   region[:32, :32] = True  # 32 / (64/7) = 3.5 cells
-  e = T.remove(T.identity(smooth_image(h=64, w=64)), np.random.default_rng(0),
-               region=region)
+  e = T.remove(T.identity(smooth_image(h=64, w=64)), np.random.default_rng(0), region=region)
   hm = T.heatmap_target(e, (64, 64))
   assert hm.sum() == pytest.approx(9 + 6 * 0.5 + 0.25, abs=1e-4)
   assert hm[3, 3] == pytest.approx(0.25, abs=1e-4)
@@ -354,14 +356,14 @@ def test_heatmap_target_zero_when_benign():
 def test_heatmap_target_through_resize():
   region = np.zeros((70, 70), bool)
   region[35:70, 0:35] = True
-  e = T.copy_move(T.identity(smooth_image(h=70, w=70)),
-                  np.random.default_rng(1), region=region)
+  e = T.copy_move(T.identity(smooth_image(h=70, w=70)), np.random.default_rng(1), region=region)
   e = T.to_size(e, 33)
   hm = T.heatmap_target(e, (70, 70))
   assert hm[4:, :3].min() > 0.95 and hm[:3].max() == 0 and hm[:, 4:].max() == 0
 
 
 # --------------------------------------------- families, chains, determinism
+
 
 @pytest.mark.parametrize("name", T.ALL_FAMILIES)
 def test_each_family_returns_valid_record(name):

@@ -12,6 +12,7 @@ resumed to 5000, about 1 h on 2 CPU cores): 3-way accuracy 0.81, heatmap IoU
 0.34 on manipulated pairs, emptiness 0.88 on benign pairs (300 held-back
 pairs); released as comparator.synth-v1 (see its model card).
 """
+
 import ml_collections
 
 
@@ -35,14 +36,26 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   )
   c.loss = dict(cls=0.5, heatmap=0.5, photometric=1.0)
   # Spec: Adam lr 1e-3, weight decay 5e-4 (torch-style L2), StepLR 0.95 / epoch.
-  c.optimizer = dict(name="adam", lr=1e-3, weight_decay=5e-4, schedule="cosine",
-                     warmup_steps=100, clip_norm=1.0)
-  c.train = dict(steps=5000 if small else 100_000, batch_size=32 if small else 128,
-                 log_every=20, ckpt_every=250, keep=3, eval_every=1000)
+  c.optimizer = dict(
+      name="adam", lr=1e-3, weight_decay=5e-4, schedule="cosine", warmup_steps=100, clip_norm=1.0
+  )
+  c.train = dict(
+      steps=5000 if small else 100_000,
+      batch_size=32 if small else 128,
+      log_every=20,
+      ckpt_every=250,
+      keep=3,
+      eval_every=1000,
+  )
   c.eval = dict(num_pairs=300, seed=1, batch_size=50)
   c.mesh = dict(shape=(-1, 1))
-  c.sharding_rules = [["conv_in", None], ["conv_out", "model"],
-                      ["embed_in", None], ["embed_out", "model"], ["head", None]]
+  c.sharding_rules = [
+      ["conv_in", None],
+      ["conv_out", "model"],
+      ["embed_in", None],
+      ["embed_out", "model"],
+      ["head", None],
+  ]
   if quick:
     c.data.count, c.data.resolution = 64, 64
     c.train.update(steps=4, batch_size=8, log_every=2, ckpt_every=2, eval_every=0)

@@ -10,6 +10,7 @@ shared with the comparator run): held-back recall@1 0.62 benign / 0.57
 manipulated queries among 300 test originals (recall@5 0.87 / 0.80); released
 as simprov.synth-v1 (see its model card).
 """
+
 import ml_collections
 
 
@@ -24,25 +25,37 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.model = dict(name=f"simprov.{variant}", overrides={})
   c.data = dict(
       data_dir="~/.cache/provjax/tensorflow_datasets",
-      resolution=96 if small else 288,   # stored originals; views are cropped/warped from these
+      resolution=96 if small else 288,  # stored originals; views are cropped/warped from these
       count=4000 if small else 100_000,
       seed=0,
-      npos=4,                              # views per original (2 benign + 2 of the manipulated copy)
+      npos=4,  # views per original (2 benign + 2 of the manipulated copy)
       image_size=64 if small else 224,
       num_threads=2,
   )
   c.loss = dict(temperature=0.8)
   # From scratch (no DeepAugment+AugMix ImageNet init offline): AdamW + cosine
   # converges much faster than the paper's SGD lr 1e-3 fine-tuning recipe.
-  c.optimizer = dict(name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine",
-                     warmup_steps=100, clip_norm=1.0)
-  c.train = dict(steps=3000 if small else 100_000, batch_size=32 if small else 256,
-                 log_every=20, ckpt_every=250, keep=3, eval_every=1000)
+  c.optimizer = dict(
+      name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100, clip_norm=1.0
+  )
+  c.train = dict(
+      steps=3000 if small else 100_000,
+      batch_size=32 if small else 256,
+      log_every=20,
+      ckpt_every=250,
+      keep=3,
+      eval_every=1000,
+  )
   c.eval = dict(num_images=300, seed=1)
   c.mesh = dict(shape=(-1, 1))
   # Logical parameter axes -> mesh axes. Output channels split over `model`.
-  c.sharding_rules = [["conv_in", None], ["conv_out", "model"],
-                      ["embed_in", None], ["embed_out", "model"], ["head", None]]
+  c.sharding_rules = [
+      ["conv_in", None],
+      ["conv_out", "model"],
+      ["embed_in", None],
+      ["embed_out", "model"],
+      ["head", None],
+  ]
   if quick:
     c.data.count, c.data.resolution, c.data.image_size = 64, 48, 32
     c.train.update(steps=6, batch_size=8, log_every=2, ckpt_every=2, eval_every=0)

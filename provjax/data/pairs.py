@@ -6,6 +6,7 @@ edits), 2 distinct (a different image). The heatmap target lives in the
 reference's frame and is derived from the transform's mask and coordinate
 table (`transforms.heatmap_target`), never guessed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,15 @@ def distractor(rng: np.random.Generator, size: int) -> np.ndarray:
   return photos.procedural_image(rng, size)
 
 
-def make_pair(original: np.ndarray, rng: np.random.Generator, *, size: int, grid: int = 7,
-              label: int | None = None, benign_max: int = 3) -> dict:
+def make_pair(
+    original: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    size: int,
+    grid: int = 7,
+    label: int | None = None,
+    benign_max: int = 3,
+) -> dict:
   """One training/eval pair at `size` x `size`; `label` drawn uniformly if None."""
   label = int(rng.integers(3)) if label is None else label
   e = transforms.identity(original)
@@ -44,5 +52,9 @@ def make_pair(original: np.ndarray, rng: np.random.Generator, *, size: int, grid
       label = BENIGN
   else:
     query = transforms.random_benign(e, rng, n_max=benign_max)
-  return {"ref": ref, "query": transforms.to_size(query, size).image,
-          "label": np.int32(label), "heatmap": heatmap.astype(np.float32)}
+  return {
+      "ref": ref,
+      "query": transforms.to_size(query, size).image,
+      "label": np.int32(label),
+      "heatmap": heatmap.astype(np.float32),
+  }

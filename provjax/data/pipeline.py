@@ -5,6 +5,7 @@ shuffle, repeat, a seeded random map (augmentation), batch. Because the
 result is a grain `MapDataset`, batch i is a pure function of (seed, i):
 training resumes at step s by slicing, with no iterator state to save.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,11 +28,18 @@ def decode(record: dict) -> dict:
   return {**record, "image": read_image(bytes(record["image"]), name=name)}
 
 
-def make_dataset(source, *, seed: int, batch_size: int,
-                 map_fn: Callable[[dict, np.random.Generator], dict],
-                 process_index: int | None = None, process_count: int | None = None,
-                 shuffle: bool = True, repeat: bool = True,
-                 drop_remainder: bool = True) -> grain.MapDataset:
+def make_dataset(
+    source,
+    *,
+    seed: int,
+    batch_size: int,
+    map_fn: Callable[[dict, np.random.Generator], dict],
+    process_index: int | None = None,
+    process_count: int | None = None,
+    shuffle: bool = True,
+    repeat: bool = True,
+    drop_remainder: bool = True,
+) -> grain.MapDataset:
   """Per-process records -> (shuffle) -> (repeat) -> random_map -> batch.
 
   Shuffle comes before repeat: grain's shuffle permutes within epochs of its
@@ -52,8 +60,7 @@ def make_dataset(source, *, seed: int, batch_size: int,
   return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
-def iterate(ds: grain.MapDataset, *, start: int = 0, num_threads: int = 2,
-            prefetch: int = 4):
+def iterate(ds: grain.MapDataset, *, start: int = 0, num_threads: int = 2, prefetch: int = 4):
   """Iterator over batches `start, start + 1, ...`, decoded by worker threads."""
   options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   return iter(ds[start:].to_iter_dataset(options))

@@ -8,6 +8,7 @@ box can appear in both. Images are stored as PNG bytes in a
 `Tensor(shape=(), dtype=object)` feature, which TFDS can write and read
 without TensorFlow; they are decoded with Pillow in the grain map.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,10 +29,16 @@ class SyntheticConfig(tfds.core.BuilderConfig):
   """Resolution, image counts and seed; the name encodes all four."""
 
   def __init__(self, *, resolution: int, num_train: int, num_test: int, seed: int = 0):
-    super().__init__(name=f"r{resolution}_n{num_train}_{num_test}_s{seed}",
-                     description="bundled-photo crops + procedural images")
+    super().__init__(
+        name=f"r{resolution}_n{num_train}_{num_test}_s{seed}",
+        description="bundled-photo crops + procedural images",
+    )
     self.resolution, self.num_train, self.num_test, self.seed = (
-        resolution, num_train, num_test, seed)
+        resolution,
+        num_train,
+        num_test,
+        seed,
+    )
 
 
 class ProvjaxSynthetic(tfds.core.GeneratorBasedBuilder):
@@ -45,11 +52,16 @@ class ProvjaxSynthetic(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(), dtype=np.object_),  # PNG bytes
-            "id": tfds.features.Tensor(shape=(), dtype=np.int64),
-            "kind": tfds.features.Tensor(shape=(), dtype=np.object_),   # b"photo" | b"procedural"
-        }))
+        features=tfds.features.FeaturesDict(
+            {
+                "image": tfds.features.Tensor(shape=(), dtype=np.object_),  # PNG bytes
+                "id": tfds.features.Tensor(shape=(), dtype=np.int64),
+                "kind": tfds.features.Tensor(
+                    shape=(), dtype=np.object_
+                ),  # b"photo" | b"procedural"
+            }
+        ),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download: every image is made here
@@ -72,11 +84,16 @@ def generate_images(split: str, count: int, resolution: int, seed: int = 0):
       yield "procedural", photos.procedural_image(rng, resolution)
 
 
-def builder(data_dir: str | Path, *, resolution: int, count: int, seed: int = 0,
-            test_fraction: float = 0.1) -> ProvjaxSynthetic:
+def builder(
+    data_dir: str | Path, *, resolution: int, count: int, seed: int = 0, test_fraction: float = 0.1
+) -> ProvjaxSynthetic:
   """The builder for `count` training images (+ a held-back test split)."""
-  config = SyntheticConfig(resolution=resolution, num_train=count,
-                           num_test=max(16, int(count * test_fraction)), seed=seed)
+  config = SyntheticConfig(
+      resolution=resolution,
+      num_train=count,
+      num_test=max(16, int(count * test_fraction)),
+      seed=seed,
+  )
   return ProvjaxSynthetic(config=config, data_dir=str(data_dir), file_format="array_record")
 
 
@@ -95,5 +112,10 @@ def load_source(split: str, *, data_dir: str | Path, resolution: int, count: int
 def source_from_config(data_config, split: str):
   """`load_source` with the `config.data` fields every task config carries."""
   d = data_config
-  return load_source(split, data_dir=os.path.expanduser(d.data_dir), resolution=d.resolution,
-                     count=d.count, seed=d.seed)
+  return load_source(
+      split,
+      data_dir=os.path.expanduser(d.data_dir),
+      resolution=d.resolution,
+      count=d.count,
+      seed=d.seed,
+  )

@@ -11,6 +11,7 @@ Sections (select with `--only`):
               gallery sizes
 Medians of repeated wall-clock timings, all measured side by side in one run.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -39,7 +40,7 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
 def matmul_peak(n: int = 4096) -> float:
   """GFLOP/s of a numpy fp32 n^3 matmul (the machine's compute ceiling)."""
   a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-  return 2 * n ** 3 / median_seconds(lambda: a @ a, repeats=3) / 1e9
+  return 2 * n**3 / median_seconds(lambda: a @ a, repeats=3) / 1e9
 
 
 def _compiled_flops(compiled) -> float:
@@ -50,6 +51,7 @@ def _compiled_flops(compiled) -> float:
 
 def bench_models(quick: bool) -> list[dict]:
   import provjax
+
   rows = []
   for variant in (["tiny"] if quick else ["tiny", "r50"]):
     for dtype in (jnp.float32, jnp.bfloat16):
@@ -60,8 +62,15 @@ def bench_models(quick: bool) -> list[dict]:
       x = jnp.asarray(np.random.default_rng(0).random((b, s, s, 3), np.float32))
       sec = median_seconds(lambda: fwd(state, x).block_until_ready(), repeats=3 if quick else 5)
       flops = _compiled_flops(fwd.lower(state, x).compile())
-      rows.append({"model": f"simprov.{variant}", "dtype": jnp.dtype(dtype).name, "batch": b,
-                   "images/s": b / sec, "GFLOP/s": flops / sec / 1e9})
+      rows.append(
+          {
+              "model": f"simprov.{variant}",
+              "dtype": jnp.dtype(dtype).name,
+              "batch": b,
+              "images/s": b / sec,
+              "GFLOP/s": flops / sec / 1e9,
+          }
+      )
   return rows
 
 
@@ -70,6 +79,7 @@ def bench_train(quick: bool, peak: float) -> list[dict]:
   from provjax.config import load_config
   from provjax.train import mesh as mesh_lib, trainer
   from pathlib import Path
+
   root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
   rows = []
   for arg, batch in ([("tiny", 32)] if quick else [("tiny", 32), ("r50", 8)]):
@@ -89,10 +99,18 @@ def bench_train(quick: bool, peak: float) -> list[dict]:
       def run():
         holder["state"], m = step(holder["state"], b, jnp.int32(0))
         jax.block_until_ready(m)
+
       sec = median_seconds(run, repeats=3 if (quick or arg == "r50") else 10)
-    rows.append({"config": f"descriptor:{arg}", "images/step": batch * v, "step ms": 1e3 * sec,
-                 "GFLOP/step": flops / 1e9, "GFLOP/s": flops / sec / 1e9,
-                 "of peak": flops / sec / 1e9 / peak})
+    rows.append(
+        {
+            "config": f"descriptor:{arg}",
+            "images/step": batch * v,
+            "step ms": 1e3 * sec,
+            "GFLOP/step": flops / 1e9,
+            "GFLOP/s": flops / sec / 1e9,
+            "of peak": flops / sec / 1e9 / peak,
+        }
+    )
   return rows
 
 
@@ -101,16 +119,24 @@ def bench_pipeline(quick: bool) -> list[dict]:
   from provjax.config import load_config
   from provjax.data import pipeline
   from provjax.tasks import descriptor
+
   root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
   config = load_config(f"{root}/descriptor.py:tiny")
   src = descriptor._source(config, "train")
   import functools
-  map_fn = functools.partial(descriptor.make_views, npos=config.data.npos,
-                             size=config.data.image_size)
+
+  map_fn = functools.partial(
+      descriptor.make_views, npos=config.data.npos, size=config.data.image_size
+  )
   ds = pipeline.make_dataset(src, seed=0, batch_size=config.train.batch_size, map_fn=map_fn)
   ips = pipeline.images_per_second(ds, 3 if quick else 10)
-  return [{"pipeline": "descriptor:tiny (decode + manipulate + 4 benign views)",
-           "originals/s": ips, "views/s": ips * config.data.npos}]
+  return [
+      {
+          "pipeline": "descriptor:tiny (decode + manipulate + 4 benign views)",
+          "originals/s": ips,
+          "views/s": ips * config.data.npos,
+      }
+  ]
 
 
 def bench_provenance(quick: bool) -> list[dict]:
@@ -119,6 +145,7 @@ def bench_provenance(quick: bool) -> list[dict]:
   from provjax.provenance.engine import Engine
   from provjax.provenance.gallery import Gallery
   from provjax.eval.bench_retrieval import clustered_data
+
   rows = []
   descriptor = provjax.create_model("simprov.tiny")
   comparator = provjax.create_model("comparator.tiny")
@@ -134,8 +161,9 @@ def bench_provenance(quick: bool) -> list[dict]:
       engine = Engine(gallery, descriptor, comparator, k=100)
       sec = median_seconds(lambda: engine.query(image), repeats=5 if quick else 15, warmup=2)
       search = median_seconds(lambda: gallery.index.search(db[:1], 100), repeats=20)
-    rows.append({"gallery": n, "k": 100, "query ms (median)": 1e3 * sec,
-                 "of which search ms": 1e3 * search})
+    rows.append(
+        {"gallery": n, "k": 100, "query ms (median)": 1e3 * sec, "of which search ms": 1e3 * search}
+    )
   return rows
 
 
@@ -152,8 +180,11 @@ def print_rows(title: str, rows: list[dict]) -> None:
 
 def run(only=None, quick: bool = False) -> None:
   only = set(only or SECTIONS)
-  print(f"provjax bench on {jax.devices()[0].platform} x{jax.device_count()}"
-        f"{' (quick)' if quick else ''}", flush=True)
+  print(
+      f"provjax bench on {jax.devices()[0].platform} x{jax.device_count()}"
+      f"{' (quick)' if quick else ''}",
+      flush=True,
+  )
   peak = matmul_peak(2048 if quick else 4096)
   print_rows("peak", [{"numpy fp32 matmul GFLOP/s": peak}])
   if "models" in only:
@@ -164,6 +195,7 @@ def run(only=None, quick: bool = False) -> None:
     print_rows("grain pipeline", bench_pipeline(quick))
   if "retrieval" in only:
     from provjax.eval import bench_retrieval
+
     print("\n## retrieval", flush=True)
     bench_retrieval.run(n=100_000 if quick else 1_000_000, sweep=not quick)
   if "provenance" in only:

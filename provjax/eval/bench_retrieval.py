@@ -57,196 +57,274 @@ NUM_CLUSTERS = 2000
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    """L2-normalises rows in place (float32) and returns them."""
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x
+  """L2-normalises rows in place (float32) and returns them."""
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  return x
 
 
-def clustered_data(n: int, d: int, n_queries: int, seed: int = 0,
-                   num_clusters: int = NUM_CLUSTERS) -> tuple[np.ndarray, np.ndarray]:
-    """Generates the PERFORMANCE.md retrieval data set.
+def clustered_data(
+    n: int, d: int, n_queries: int, seed: int = 0, num_clusters: int = NUM_CLUSTERS
+) -> tuple[np.ndarray, np.ndarray]:
+  """Generates the PERFORMANCE.md retrieval data set.
 
-    Args:
-        n: number of database vectors.
-        d: dimension.
-        n_queries: number of queries (random database vectors plus small noise).
-        seed: numpy seed.
-        num_clusters: number of Gaussian clusters (2,000 in the recipe).
+  Args:
+      n: number of database vectors.
+      d: dimension.
+      n_queries: number of queries (random database vectors plus small noise).
+      seed: numpy seed.
+      num_clusters: number of Gaussian clusters (2,000 in the recipe).
 
-    Returns:
-        ``(database float32 [n, d], queries float32 [n_queries, d])``, rows L2-normalised.
-    """
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((num_clusters, d), dtype=np.float32)
-    assign = rng.integers(0, num_clusters, size=n)
-    db = np.empty((n, d), np.float32)
-    # Chunked so the float32 noise temporaries stay small at n = 1M.
-    chunk = 100_000
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        block = rng.standard_normal((stop - start, d), dtype=np.float32)
-        block *= 0.7
-        block += centres[assign[start:stop]]
-        db[start:stop] = _normalise(block)
-    picks = rng.choice(n, size=n_queries, replace=n_queries > n)
-    queries = db[picks] + 0.05 * rng.standard_normal((n_queries, d), dtype=np.float32)
-    return db, _normalise(queries.astype(np.float32))
+  Returns:
+      ``(database float32 [n, d], queries float32 [n_queries, d])``, rows L2-normalised.
+  """
+  rng = np.random.default_rng(seed)
+  centres = rng.standard_normal((num_clusters, d), dtype=np.float32)
+  assign = rng.integers(0, num_clusters, size=n)
+  db = np.empty((n, d), np.float32)
+  # Chunked so the float32 noise temporaries stay small at n = 1M.
+  chunk = 100_000
+  for start in range(0, n, chunk):
+    stop = min(start + chunk, n)
+    block = rng.standard_normal((stop - start, d), dtype=np.float32)
+    block *= 0.7
+    block += centres[assign[start:stop]]
+    db[start:stop] = _normalise(block)
+  picks = rng.choice(n, size=n_queries, replace=n_queries > n)
+  queries = db[picks] + 0.05 * rng.standard_normal((n_queries, d), dtype=np.float32)
+  return db, _normalise(queries.astype(np.float32))
 
 
 def recall_at_k(found_ids: np.ndarray, true_ids: np.ndarray, k: int) -> float:
-    """Mean fraction of the true top-k found in the first k returned ids.
+  """Mean fraction of the true top-k found in the first k returned ids.
 
-    Args:
-        found_ids: int [Q, >=k] ids returned by the approximate search.
-        true_ids: int [Q, >=k] exact top-k ids.
-        k: cut-off.
+  Args:
+      found_ids: int [Q, >=k] ids returned by the approximate search.
+      true_ids: int [Q, >=k] exact top-k ids.
+      k: cut-off.
 
-    Returns:
-        recall@k averaged over queries, in [0, 1].
-    """
-    found = np.asarray(found_ids)[:, :k]
-    true = np.asarray(true_ids)[:, :k]
-    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, true))
-    return hits / (true.shape[0] * k)
+  Returns:
+      recall@k averaged over queries, in [0, 1].
+  """
+  found = np.asarray(found_ids)[:, :k]
+  true = np.asarray(true_ids)[:, :k]
+  hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, true))
+  return hits / (true.shape[0] * k)
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall-clock of ``fn`` after one warm-up call (compilation, caches)."""
+  """Median wall-clock of ``fn`` after one warm-up call (compilation, caches)."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
 
 
 def _dir_bytes(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(root, f))
-               for root, _, files in os.walk(path) for f in files)
+  return sum(
+      os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
+  )
 
 
-_COLUMNS = ["method", "leaves", "search", "reorder", "build_s", "qps", "recall@k", "B/vec",
-            "index_B/v", "x_exact"]
+_COLUMNS = [
+    "method",
+    "leaves",
+    "search",
+    "reorder",
+    "build_s",
+    "qps",
+    "recall@k",
+    "B/vec",
+    "index_B/v",
+    "x_exact",
+]
 
 
 def _print_header() -> None:
-    print(" | ".join(f"{c:>9}" for c in _COLUMNS), flush=True)
+  print(" | ".join(f"{c:>9}" for c in _COLUMNS), flush=True)
 
 
 def _print_row(r: dict) -> None:
-    vals = [r["method"], r.get("num_leaves", "-"), r.get("leaves_to_search", "-"),
-            r.get("reorder", "-"), f"{r.get('build_s', 0.0):.1f}", f"{r['qps']:.0f}",
-            f"{r['recall']:.4f}", r.get("bytes_per_vector", "-"),
-            r.get("index_bytes_per_vector", "-"), f"{r['speedup_vs_exact']:.1f}"]
-    print(" | ".join(f"{str(v):>9}" for v in vals), flush=True)
+  vals = [
+      r["method"],
+      r.get("num_leaves", "-"),
+      r.get("leaves_to_search", "-"),
+      r.get("reorder", "-"),
+      f"{r.get('build_s', 0.0):.1f}",
+      f"{r['qps']:.0f}",
+      f"{r['recall']:.4f}",
+      r.get("bytes_per_vector", "-"),
+      r.get("index_bytes_per_vector", "-"),
+      f"{r['speedup_vs_exact']:.1f}",
+  ]
+  print(" | ".join(f"{str(v):>9}" for v in vals), flush=True)
 
 
-def _measure_build(db, queries, true_ids, k, params, threads, repeats, exact_qps,
-                   overrides: list[tuple[int | None, int | None]],
-                   label: str = "scann") -> list[dict]:
-    """Builds one searcher, sizes its artefacts and times it at each (leaves, reorder)."""
-    n = db.shape[0]
-    t0 = time.perf_counter()
-    searcher = scann_backend.build_searcher(db, k, params, threads=threads)
-    build_s = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        scann_backend.save(searcher, tmp)
-        scann_bytes = _dir_bytes(tmp) / n
-    rows = []
-    for leaves, reorder in overrides:
-        def search():
-            return scann_backend.search(searcher, queries, k, leaves_to_search=leaves,
-                                        reorder=reorder)
-        _, ids = search()
-        qps = queries.shape[0] / _median_seconds(search, repeats)
-        rows.append(row := dict(
+def _measure_build(
+    db,
+    queries,
+    true_ids,
+    k,
+    params,
+    threads,
+    repeats,
+    exact_qps,
+    overrides: list[tuple[int | None, int | None]],
+    label: str = "scann",
+) -> list[dict]:
+  """Builds one searcher, sizes its artefacts and times it at each (leaves, reorder)."""
+  n = db.shape[0]
+  t0 = time.perf_counter()
+  searcher = scann_backend.build_searcher(db, k, params, threads=threads)
+  build_s = time.perf_counter() - t0
+  with tempfile.TemporaryDirectory() as tmp:
+    scann_backend.save(searcher, tmp)
+    scann_bytes = _dir_bytes(tmp) / n
+  rows = []
+  for leaves, reorder in overrides:
+
+    def search():
+      return scann_backend.search(searcher, queries, k, leaves_to_search=leaves, reorder=reorder)
+
+    _, ids = search()
+    qps = queries.shape[0] / _median_seconds(search, repeats)
+    rows.append(
+        row := dict(
             method=label if leaves is None and reorder is None else "scann",
-            qps=qps, recall=recall_at_k(ids, true_ids, k),
-            speedup_vs_exact=qps / exact_qps, build_s=build_s,
+            qps=qps,
+            recall=recall_at_k(ids, true_ids, k),
+            speedup_vs_exact=qps / exact_qps,
+            build_s=build_s,
             bytes_per_vector=round(scann_bytes, 1),
             # An Index also keeps vectors.npy (float32, the source of truth) and ids.npy.
             index_bytes_per_vector=round(scann_bytes + 4 * db.shape[1] + 8, 1),
             num_leaves=params.get("num_leaves", "-"),
             leaves_to_search=leaves or params.get("leaves_to_search", "-"),
-            reorder=reorder or params.get("reorder", "-")))
-        _print_row(row)
-    return rows
+            reorder=reorder or params.get("reorder", "-"),
+        )
+    )
+    _print_row(row)
+  return rows
 
 
-def run(n: int = 1_000_000, d: int = 256, k: int = 10, sweep: bool = True,
-        n_queries: int = 1000, repeats: int = 5, threads: int | None = None) -> list[dict]:
-    """Runs the retrieval benchmark and prints a table.
+def run(
+    n: int = 1_000_000,
+    d: int = 256,
+    k: int = 10,
+    sweep: bool = True,
+    n_queries: int = 1000,
+    repeats: int = 5,
+    threads: int | None = None,
+) -> list[dict]:
+  """Runs the retrieval benchmark and prints a table.
 
-    Args:
-        n: database size.
-        d: dimension.
-        k: neighbours per query (recall@k is reported).
-        sweep: also time (leaves_to_search, reorder) settings around the defaults (search-time
-            overrides on the default searcher), a searcher with half the default number of
-            leaves, and the PERFORMANCE.md peer configuration on the same data.
-        n_queries: number of queries.
-        repeats: timed repetitions per setting (the median is reported).
-        threads: ScaNN build and search threads (default: all cores).
+  Args:
+      n: database size.
+      d: dimension.
+      k: neighbours per query (recall@k is reported).
+      sweep: also time (leaves_to_search, reorder) settings around the defaults (search-time
+          overrides on the default searcher), a searcher with half the default number of
+          leaves, and the PERFORMANCE.md peer configuration on the same data.
+      n_queries: number of queries.
+      repeats: timed repetitions per setting (the median is reported).
+      threads: ScaNN build and search threads (default: all cores).
 
-    Returns:
-        One dict per measured configuration (``method``, ``qps``, ``recall``,
-        ``speedup_vs_exact`` and, for ScaNN, ``build_s``, ``bytes_per_vector`` (ScaNN's
-        serialized artefacts), ``index_bytes_per_vector`` and the parameters).
-    """
-    t0 = time.perf_counter()
-    db, queries = clustered_data(n, d, n_queries)
-    print(f"data: {n} x {d}, {n_queries} queries ({time.perf_counter() - t0:.1f} s)",
-          flush=True)
+  Returns:
+      One dict per measured configuration (``method``, ``qps``, ``recall``,
+      ``speedup_vs_exact`` and, for ScaNN, ``build_s``, ``bytes_per_vector`` (ScaNN's
+      serialized artefacts), ``index_bytes_per_vector`` and the parameters).
+  """
+  t0 = time.perf_counter()
+  db, queries = clustered_data(n, d, n_queries)
+  print(f"data: {n} x {d}, {n_queries} queries ({time.perf_counter() - t0:.1f} s)", flush=True)
 
-    # Exact JAX search is the ground truth and the speed baseline.
-    db_dev = exact.to_device(db)
-    _, true_ids = exact.topk(db_dev, queries, k)
-    exact_s = _median_seconds(lambda: exact.topk(db_dev, queries, k), max(1, repeats // 2))
-    exact_qps = n_queries / exact_s
-    rows = [dict(method="exact-jax", qps=exact_qps, recall=1.0, speedup_vs_exact=1.0,
-                 bytes_per_vector=4 * d)]
-    del db_dev
-    _print_header()
-    _print_row(rows[0])
+  # Exact JAX search is the ground truth and the speed baseline.
+  db_dev = exact.to_device(db)
+  _, true_ids = exact.topk(db_dev, queries, k)
+  exact_s = _median_seconds(lambda: exact.topk(db_dev, queries, k), max(1, repeats // 2))
+  exact_qps = n_queries / exact_s
+  rows = [
+      dict(
+          method="exact-jax",
+          qps=exact_qps,
+          recall=1.0,
+          speedup_vs_exact=1.0,
+          bytes_per_vector=4 * d,
+      )
+  ]
+  del db_dev
+  _print_header()
+  _print_row(rows[0])
 
-    params = scann_backend.scann_params(n)
-    measure = functools.partial(_measure_build, db, queries, true_ids, k, threads=threads,
-                                repeats=repeats, exact_qps=exact_qps)
-    sweep = sweep and params["mode"] == "tree_ah"
-    grid = []
-    if sweep:  # search-time overrides on the default searcher: no rebuild needed
-        base_l, base_r = params["leaves_to_search"], params["reorder"]
-        grid = sorted({(max(1, base_l // 2), base_r), (base_l, max(k, base_r // 2)),
-                       (2 * base_l, base_r), (base_l, 2 * base_r), (2 * base_l, 2 * base_r)})
-    rows += measure(params, overrides=[(None, None)] + grid, label="scann-default")
-    if sweep:
-        # Half the leaves (the same fraction searched), then the peer anchor of PERFORMANCE.md
-        # (tree 1000 leaves / 50 searched, AH(2, 0.2), reorder 100) on this data.
-        half = dict(params, num_leaves=params["num_leaves"] // 2,
-                    leaves_to_search=max(1, base_l // 2),
-                    training_sample_size=params["training_sample_size"] // 2)
-        rows += measure(half, overrides=[(None, None), (None, 2 * base_r)])
-        peer = dict(params, num_leaves=1000, leaves_to_search=50, reorder=100,
-                    training_sample_size=min(n, 100_000))
-        rows += measure(peer, overrides=[(None, None)], label="scann-peer")
-    return rows
+  params = scann_backend.scann_params(n)
+  measure = functools.partial(
+      _measure_build,
+      db,
+      queries,
+      true_ids,
+      k,
+      threads=threads,
+      repeats=repeats,
+      exact_qps=exact_qps,
+  )
+  sweep = sweep and params["mode"] == "tree_ah"
+  grid = []
+  if sweep:  # search-time overrides on the default searcher: no rebuild needed
+    base_l, base_r = params["leaves_to_search"], params["reorder"]
+    grid = sorted(
+        {
+            (max(1, base_l // 2), base_r),
+            (base_l, max(k, base_r // 2)),
+            (2 * base_l, base_r),
+            (base_l, 2 * base_r),
+            (2 * base_l, 2 * base_r),
+        }
+    )
+  rows += measure(params, overrides=[(None, None)] + grid, label="scann-default")
+  if sweep:
+    # Half the leaves (the same fraction searched), then the peer anchor of PERFORMANCE.md
+    # (tree 1000 leaves / 50 searched, AH(2, 0.2), reorder 100) on this data.
+    half = dict(
+        params,
+        num_leaves=params["num_leaves"] // 2,
+        leaves_to_search=max(1, base_l // 2),
+        training_sample_size=params["training_sample_size"] // 2,
+    )
+    rows += measure(half, overrides=[(None, None), (None, 2 * base_r)])
+    peer = dict(
+        params,
+        num_leaves=1000,
+        leaves_to_search=50,
+        reorder=100,
+        training_sample_size=min(n, 100_000),
+    )
+    rows += measure(peer, overrides=[(None, None)], label="scann-peer")
+  return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point (``python -m provjax.eval.bench_retrieval``)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=1_000_000)
-    p.add_argument("--d", type=int, default=256)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-sweep", action="store_true")
-    a = p.parse_args(argv)
-    run(n=a.n, d=a.d, k=a.k, sweep=not a.no_sweep, n_queries=a.queries, repeats=a.repeats,
-        threads=a.threads)
+  """Command-line entry point (``python -m provjax.eval.bench_retrieval``)."""
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--n", type=int, default=1_000_000)
+  p.add_argument("--d", type=int, default=256)
+  p.add_argument("--k", type=int, default=10)
+  p.add_argument("--queries", type=int, default=1000)
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--threads", type=int, default=None)
+  p.add_argument("--no-sweep", action="store_true")
+  a = p.parse_args(argv)
+  run(
+      n=a.n,
+      d=a.d,
+      k=a.k,
+      sweep=not a.no_sweep,
+      n_queries=a.queries,
+      repeats=a.repeats,
+      threads=a.threads,
+  )
 
 
 if __name__ == "__main__":
-    main()
+  main()

@@ -26,6 +26,7 @@ reference is undefined:
 Emptiness uses the prediction as given (no min-max), as the reference does;
 pass the test-time heatmap, which is already in [0, 1].
 """
+
 from __future__ import annotations
 
 import numpy as np

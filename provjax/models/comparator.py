@@ -16,6 +16,7 @@ is the lighter estimator the spec allows, trained end to end from scratch.
 Inputs are NHWC float32 images in [0, 1]; ImageNet normalisation happens
 inside so preprocessing travels with the weights.
 """
+
 from __future__ import annotations
 
 from flax import nnx
@@ -32,13 +33,29 @@ CLASSES = ("benign", "manipulated", "distinct")
 VARIANTS = {
     # Private micro variant for tests and CPU checkpoints: the tiny ResNet
     # ends at 2x2 for 64 px inputs, pooled up to the 7x7 heatmap grid.
-    "tiny": dict(backbone="tiny", image_size=64, grid=7, hidden=256,
-                 warp_widths=(8, 16, 24), warp_radius=3, stn_hidden=64,
-                 flow_hidden=32, flow_levels=2),
+    "tiny": dict(
+        backbone="tiny",
+        image_size=64,
+        grid=7,
+        hidden=256,
+        warp_widths=(8, 16, 24),
+        warp_radius=3,
+        stn_hidden=64,
+        flow_hidden=32,
+        flow_levels=2,
+    ),
     # The spec's model: ResNet-50 split after layer1[0].conv2, 2048x7x7 at 224 px.
-    "r50": dict(backbone="r50", image_size=224, grid=7, hidden=256,
-                warp_widths=(32, 64, 96), warp_radius=4, stn_hidden=256,
-                flow_hidden=64, flow_levels=2),
+    "r50": dict(
+        backbone="r50",
+        image_size=224,
+        grid=7,
+        hidden=256,
+        warp_widths=(32, 64, 96),
+        warp_radius=4,
+        stn_hidden=256,
+        flow_hidden=64,
+        flow_levels=2,
+    ),
 }
 
 
@@ -56,8 +73,11 @@ class SplitStem(nnx.Module):
   def __init__(self, spec: resnet.ResNetSpec, *, rngs: nnx.Rngs, dtype=jnp.float32):
     self.stem = resnet.Stem(spec.stem_width, rngs=rngs, dtype=dtype)
     width = spec.widths[0]
-    chans = ([(spec.stem_width, width, 1), (width, width, 3)] if spec.bottleneck
-             else [(spec.stem_width, width, 3)])
+    chans = (
+        [(spec.stem_width, width, 1), (width, width, 3)]
+        if spec.bottleneck
+        else [(spec.stem_width, width, 3)]
+    )
     self.convs = nnx.List([conv(i, o, k, rngs=rngs, dtype=dtype) for i, o, k in chans])
     self.bns = nnx.List([batch_norm(o, rngs=rngs, dtype=dtype) for _, o, _ in chans])
     self.out_ch = width
@@ -84,13 +104,31 @@ class Comparator(nnx.Module):
       float32 because sampling coordinates need the precision.
   """
 
-  def __init__(self, backbone: str, image_size: int, grid: int, hidden: int, *,
-               warp_widths, warp_radius: int, stn_hidden: int, flow_hidden: int,
-               flow_levels: int, rngs: nnx.Rngs, dtype=jnp.float32):
+  def __init__(
+      self,
+      backbone: str,
+      image_size: int,
+      grid: int,
+      hidden: int,
+      *,
+      warp_widths,
+      warp_radius: int,
+      stn_hidden: int,
+      flow_hidden: int,
+      flow_levels: int,
+      rngs: nnx.Rngs,
+      dtype=jnp.float32,
+  ):
     spec = resnet.SPECS[backbone]
     self.image_size, self.grid, self.dtype = image_size, grid, dtype
-    self.warp = WarpModule(warp_widths, radius=warp_radius, stn_hidden=stn_hidden,
-                           flow_hidden=flow_hidden, flow_levels=flow_levels, rngs=rngs)
+    self.warp = WarpModule(
+        warp_widths,
+        radius=warp_radius,
+        stn_hidden=stn_hidden,
+        flow_hidden=flow_hidden,
+        flow_levels=flow_levels,
+        rngs=rngs,
+    )
     self.split_stem = SplitStem(spec, rngs=rngs, dtype=dtype)
     trunk_in = spec.widths[0] * spec.expansion
     self.fusion = conv(2 * self.split_stem.out_ch, trunk_in, 3, rngs=rngs, dtype=dtype)
@@ -116,8 +154,9 @@ class Comparator(nnx.Module):
     warped, coords, valid = self.warp(ref, query, train=train)
     b = ref.shape[0]
     # One batch through the shared stem: R and Q get the same BN statistics.
-    feats = self.split_stem(imagenet_normalize(jnp.concatenate([ref, warped]), self.dtype),
-                            train=train)
+    feats = self.split_stem(
+        imagenet_normalize(jnp.concatenate([ref, warped]), self.dtype), train=train
+    )
     x = jnp.concatenate(jnp.split(feats, 2), axis=-1)
     x = nnx.relu(self.fusion_bn(self.fusion(x), use_running_average=not train))
     for block in self.trunk:
@@ -125,9 +164,13 @@ class Comparator(nnx.Module):
     # NHWC flatten order (h, w, c); torch's is (c, h, w): converters permute fc.
     x = adaptive_avg_pool(x.astype(jnp.float32), (self.grid, self.grid)).reshape(b, -1)
     h = nnx.relu(self.fc(x))
-    return dict(logits=self.cls_head(h),
-                heatmap=self.heatmap_head(h).reshape(b, self.grid, self.grid),
-                warped=warped, coords=coords, valid=valid)
+    return dict(
+        logits=self.cls_head(h),
+        heatmap=self.heatmap_head(h).reshape(b, self.grid, self.grid),
+        warped=warped,
+        coords=coords,
+        valid=valid,
+    )
 
   def predict(self, ref, query) -> dict:
     """Inference: class probabilities, verdict and the test-time heatmap.
@@ -139,9 +182,14 @@ class Comparator(nnx.Module):
     """
     out = self(ref, query, train=False)
     label = jnp.argmax(out["logits"], axis=-1).astype(jnp.int32)
-    return dict(probs=jax.nn.softmax(out["logits"], axis=-1), label=label,
-                heatmap=heatmap_at_test_time(out["heatmap"], label),
-                warped=out["warped"], coords=out["coords"], valid=out["valid"])
+    return dict(
+        probs=jax.nn.softmax(out["logits"], axis=-1),
+        label=label,
+        heatmap=heatmap_at_test_time(out["heatmap"], label),
+        warped=out["warped"],
+        coords=out["coords"],
+        valid=out["valid"],
+    )
 
 
 def _trunk(spec: resnet.ResNetSpec, in_ch: int, *, rngs: nnx.Rngs, dtype) -> list:

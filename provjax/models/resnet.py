@@ -5,6 +5,7 @@ comparator splits a ResNet-50 in the middle of `layer1` (see
 specs/simprov.md, section 2): it needs the pieces, not only the whole.
 Images are NHWC float32 (ImageNet-normalised by the caller).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ from provjax.models.layers.conv import batch_norm, conv
 @dataclasses.dataclass(frozen=True)
 class ResNetSpec:
   """Depth and width of a ResNet: blocks per stage, stage widths, block type."""
+
   stage_sizes: tuple[int, ...]
   widths: tuple[int, ...]
   bottleneck: bool
@@ -56,17 +58,31 @@ class Stem(nnx.Module):
 class Block(nnx.Module):
   """Basic (2 x 3x3) or bottleneck (1x1-3x3-1x1) residual block, stride on the 3x3."""
 
-  def __init__(self, in_ch: int, width: int, *, strides: int, bottleneck: bool,
-               rngs: nnx.Rngs, dtype=jnp.float32):
+  def __init__(
+      self,
+      in_ch: int,
+      width: int,
+      *,
+      strides: int,
+      bottleneck: bool,
+      rngs: nnx.Rngs,
+      dtype=jnp.float32,
+  ):
     out_ch = width * (4 if bottleneck else 1)
     if bottleneck:
       chans = [(in_ch, width, 1, 1), (width, width, 3, strides), (width, out_ch, 1, 1)]
     else:
       chans = [(in_ch, width, 3, strides), (width, out_ch, 3, 1)]
-    self.convs = nnx.List([conv(i, o, k, strides=s, rngs=rngs, dtype=dtype) for i, o, k, s in chans])
+    self.convs = nnx.List(
+        [conv(i, o, k, strides=s, rngs=rngs, dtype=dtype) for i, o, k, s in chans]
+    )
     # Zero-init the last BN scale so every block starts as identity (Goyal et al.).
-    self.bns = nnx.List([batch_norm(o, rngs=rngs, dtype=dtype, zero_init=(n == len(chans) - 1))
-                         for n, (_, o, _, _) in enumerate(chans)])
+    self.bns = nnx.List(
+        [
+            batch_norm(o, rngs=rngs, dtype=dtype, zero_init=(n == len(chans) - 1))
+            for n, (_, o, _, _) in enumerate(chans)
+        ]
+    )
     self.has_proj = strides != 1 or in_ch != out_ch
     if self.has_proj:
       self.proj = conv(in_ch, out_ch, 1, strides=strides, rngs=rngs, dtype=dtype)
@@ -82,14 +98,23 @@ class Block(nnx.Module):
     return nnx.relu(x + residual)
 
 
-def make_blocks(spec: ResNetSpec, in_ch: int, stage: int, *, rngs: nnx.Rngs,
-                first: int = 0, dtype=jnp.float32) -> tuple[nnx.List, int]:
+def make_blocks(
+    spec: ResNetSpec, in_ch: int, stage: int, *, rngs: nnx.Rngs, first: int = 0, dtype=jnp.float32
+) -> tuple[nnx.List, int]:
   """Blocks `first..` of `stage`; returns them and their output width."""
   blocks = []
   for b in range(first, spec.stage_sizes[stage]):
     strides = 2 if (stage > 0 and b == 0) else 1
-    blocks.append(Block(in_ch, spec.widths[stage], strides=strides,
-                        bottleneck=spec.bottleneck, rngs=rngs, dtype=dtype))
+    blocks.append(
+        Block(
+            in_ch,
+            spec.widths[stage],
+            strides=strides,
+            bottleneck=spec.bottleneck,
+            rngs=rngs,
+            dtype=dtype,
+        )
+    )
     in_ch = spec.widths[stage] * spec.expansion
   return nnx.List(blocks), in_ch
 

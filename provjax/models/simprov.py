@@ -6,6 +6,7 @@ model (the loss uses cosine similarity; the index normalises).
 Inputs are NHWC images in [0, 1]; the model applies ImageNet normalisation so
 that preprocessing travels with the weights.
 """
+
 from __future__ import annotations
 
 from flax import nnx
@@ -25,14 +26,14 @@ VARIANTS = {
 class SearchEncoder(nnx.Module):
   """Image -> 256-d descriptor (not normalised)."""
 
-  def __init__(self, backbone: str, dim: int, image_size: int, *, rngs: nnx.Rngs,
-               dtype=jnp.float32):
+  def __init__(
+      self, backbone: str, dim: int, image_size: int, *, rngs: nnx.Rngs, dtype=jnp.float32
+  ):
     spec = resnet.SPECS[backbone]
     self.image_size = image_size
     self.dtype = dtype
     self.backbone = resnet.ResNet(spec, rngs=rngs, dtype=dtype)
-    self.head = dense(spec.out_dim, dim, rngs=rngs, dtype=jnp.float32,
-                      kernel_init=_uniform(0.1))
+    self.head = dense(spec.out_dim, dim, rngs=rngs, dtype=jnp.float32, kernel_init=_uniform(0.1))
 
   def __call__(self, images, *, train: bool = False):
     x = self.backbone(imagenet_normalize(images, self.dtype), train=train)
@@ -41,8 +42,10 @@ class SearchEncoder(nnx.Module):
 
 def _uniform(limit: float):
   """U(-limit, limit) initialiser (torch's `uniform_(-0.1, 0.1)`)."""
+
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -limit, limit)
+
   return init
 
 

@@ -5,6 +5,7 @@ own seed, so neither model saw them in training; distractors are procedural
 images and crops of the bundled photos. Used by the model cards
 (`scripts/release_simprov.py`) and, at a smaller size, by the tests.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -19,18 +20,33 @@ from provjax.provenance.gallery import Gallery
 from provjax.viz.overlay import resize
 
 
-def heldout_gallery(describer: Describer, thumb_size: int, directory, *, n_originals: int,
-                    n_distractors: int, resolution: int = 128, seed: int = 1234):
+def heldout_gallery(
+    describer: Describer,
+    thumb_size: int,
+    directory,
+    *,
+    n_originals: int,
+    n_distractors: int,
+    resolution: int = 128,
+    seed: int = 1234,
+):
   """Gallery of unseen originals (ids 0..n-1) + distractors; returns it and the originals."""
   originals = [img for _, img in synthetic.generate_images("test", n_originals, resolution, seed)]
   rng = np.random.default_rng(seed + 1)
-  distractors = [photos.procedural_image(rng, resolution) if i % 2 else
-                 photos.photo_crop(rng, resolution)[1] for i in range(n_distractors)]
+  distractors = [
+      photos.procedural_image(rng, resolution) if i % 2 else photos.photo_crop(rng, resolution)[1]
+      for i in range(n_distractors)
+  ]
   images = originals + distractors
-  gallery = Gallery.create(directory, dim=256, thumb_size=thumb_size, descriptor="heldout",
-                           backend="exact")
-  gallery.add(describer(images), np.stack([resize(i, thumb_size, thumb_size) for i in images]),
-              [f"heldout-{i}" for i in range(len(images))], [None] * len(images))
+  gallery = Gallery.create(
+      directory, dim=256, thumb_size=thumb_size, descriptor="heldout", backend="exact"
+  )
+  gallery.add(
+      describer(images),
+      np.stack([resize(i, thumb_size, thumb_size) for i in images]),
+      [f"heldout-{i}" for i in range(len(images))],
+      [None] * len(images),
+  )
   return gallery, originals
 
 
@@ -42,29 +58,53 @@ def family_recall(engine: Engine, originals: list[np.ndarray], rng, k: int = 10)
     queries = [op(transforms.identity(img), rng).image for img in originals]
     _, ids = engine.gallery.index.search(engine.describe(queries), k)
     truth = np.arange(len(originals))[:, None]
-    out[family] = {"R@1": float(np.mean(ids[:, 0] == truth[:, 0])),
-                   f"R@{k}": float(np.mean(np.any(ids == truth, axis=1)))}
+    out[family] = {
+        "R@1": float(np.mean(ids[:, 0] == truth[:, 0])),
+        f"R@{k}": float(np.mean(np.any(ids == truth, axis=1))),
+    }
   return out
 
 
-def run(descriptor, comparator, *, n_originals: int = 100, n_distractors: int = 1000,
-        k: int = 100, seed: int = 1234, distinct_threshold: float = 0.5) -> dict:
+def run(
+    descriptor,
+    comparator,
+    *,
+    n_originals: int = 100,
+    n_distractors: int = 1000,
+    k: int = 100,
+    seed: int = 1234,
+    distinct_threshold: float = 0.5,
+) -> dict:
   """End-to-end table (per query kind) and per-family search recall."""
   with tempfile.TemporaryDirectory() as tmp:
-    gallery, originals = heldout_gallery(Describer(descriptor), int(comparator.image_size), tmp,
-                                         n_originals=n_originals, n_distractors=n_distractors,
-                                         seed=seed)
+    gallery, originals = heldout_gallery(
+        Describer(descriptor),
+        int(comparator.image_size),
+        tmp,
+        n_originals=n_originals,
+        n_distractors=n_distractors,
+        seed=seed,
+    )
     engine = Engine(gallery, descriptor, comparator, k=k, distinct_threshold=distinct_threshold)
     rng = np.random.default_rng(seed + 2)
-    queries = evaluate.make_queries(list(enumerate(originals)), rng,
-                                    n_distinct=n_originals // 2)
+    queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals // 2)
     rows = [evaluate.score(q, engine.query(q.edit.image)) for q in queries]
-    return {"gallery": len(gallery), "table": evaluate.summarize(rows),
-            "families": family_recall(engine, originals, rng)}
+    return {
+        "gallery": len(gallery),
+        "table": evaluate.summarize(rows),
+        "families": family_recall(engine, originals, rng),
+    }
 
 
-def calibrate_distinct_threshold(descriptor, comparator, *, n_originals: int = 60,
-                                 n_distractors: int = 500, k: int = 100, seed: int = 777) -> dict:
+def calibrate_distinct_threshold(
+    descriptor,
+    comparator,
+    *,
+    n_originals: int = 60,
+    n_distractors: int = 500,
+    k: int = 100,
+    seed: int = 777,
+) -> dict:
   """P(distinct) threshold that best separates matches from unrelated queries.
 
   Uses its own held-back gallery (another seed than `run`), so the benchmark
@@ -73,9 +113,14 @@ def calibrate_distinct_threshold(descriptor, comparator, *, n_originals: int = 6
   is in the gallery vs unrelated queries).
   """
   with tempfile.TemporaryDirectory() as tmp:
-    gallery, originals = heldout_gallery(Describer(descriptor), int(comparator.image_size), tmp,
-                                         n_originals=n_originals, n_distractors=n_distractors,
-                                         seed=seed)
+    gallery, originals = heldout_gallery(
+        Describer(descriptor),
+        int(comparator.image_size),
+        tmp,
+        n_originals=n_originals,
+        n_distractors=n_distractors,
+        seed=seed,
+    )
     engine = Engine(gallery, descriptor, comparator, k=k)
     rng = np.random.default_rng(seed + 2)
     queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals)
@@ -84,5 +129,9 @@ def calibrate_distinct_threshold(descriptor, comparator, *, n_originals: int = 6
   grid = np.unique(np.concatenate([best, [0.5, 1.0 + 1e-6]]))
   score = [0.5 * (np.mean(best[related] < t) + np.mean(best[~related] >= t)) for t in grid]
   i = int(np.argmax(score))
-  return {"threshold": float(grid[i]), "balanced_accuracy": float(score[i]),
-          "n_related": int(related.sum()), "n_unrelated": int((~related).sum())}
+  return {
+      "threshold": float(grid[i]),
+      "balanced_accuracy": float(score[i]),
+      "n_related": int(related.sum()),
+      "n_unrelated": int((~related).sum()),
+  }

@@ -5,6 +5,7 @@ gallery is saved (atomically) every `save_every` images, so a killed build
 continues where it stopped. A file that cannot be decoded is reported on one
 line and skipped; the rest go on.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,17 +25,28 @@ def open_or_create(directory, *, thumb_size: int, descriptor_name: str, backend:
   if (Path(directory) / "gallery.json").is_file():
     gallery = Gallery.open(directory)
     if gallery.info["descriptor"] != descriptor_name:
-      raise ValueError(f"{directory} was built with {gallery.info['descriptor']}, "
-                       f"not {descriptor_name}")
+      raise ValueError(
+          f"{directory} was built with {gallery.info['descriptor']}, " f"not {descriptor_name}"
+      )
     return gallery
-  return Gallery.create(directory, dim=256, thumb_size=thumb_size,
-                        descriptor=descriptor_name, backend=backend)
+  return Gallery.create(
+      directory, dim=256, thumb_size=thumb_size, descriptor=descriptor_name, backend=backend
+  )
 
 
-def build_gallery(images, directory, *, describer: Describer, descriptor_name: str,
-                  thumb_size: int, backend: str = "scann", save_every: int = 1000,
-                  progress: bool = True, log=sys.stderr, shard: tuple[int, int] | None = None
-                  ) -> dict:
+def build_gallery(
+    images,
+    directory,
+    *,
+    describer: Describer,
+    descriptor_name: str,
+    thumb_size: int,
+    backend: str = "scann",
+    save_every: int = 1000,
+    progress: bool = True,
+    log=sys.stderr,
+    shard: tuple[int, int] | None = None,
+) -> dict:
   """Index `images` (a folder or a list of paths) into the gallery at `directory`.
 
   With `shard=(i, n)` this process indexes files i::n into `directory`'s
@@ -44,16 +56,24 @@ def build_gallery(images, directory, *, describer: Describer, descriptor_name: s
   files = list_images(images) if isinstance(images, (str, Path)) else list(images)
   positions = list(range(len(files)))
   if shard is not None:
-    positions = positions[shard[0]::shard[1]]
+    positions = positions[shard[0] :: shard[1]]
     directory = shard_directory(directory, *shard)
-  gallery = open_or_create(directory, thumb_size=thumb_size, descriptor_name=descriptor_name,
-                           backend=backend)
+  gallery = open_or_create(
+      directory, thumb_size=thumb_size, descriptor_name=descriptor_name, backend=backend
+  )
   stats = {"files": len(positions), "added": 0, "already_indexed": 0, "errors": 0}
   bar = tqdm(total=len(positions), disable=not progress, file=sys.stderr, desc="index build")
   for start in range(0, len(positions), save_every):
-    chunk = positions[start:start + save_every]
-    _add_chunk(gallery, [files[i] for i in chunk],
-               chunk if shard is not None else None, describer, thumb_size, stats, log)
+    chunk = positions[start : start + save_every]
+    _add_chunk(
+        gallery,
+        [files[i] for i in chunk],
+        chunk if shard is not None else None,
+        describer,
+        thumb_size,
+        stats,
+        log,
+    )
     gallery.save()
     bar.update(len(chunk))
   bar.close()
@@ -73,8 +93,10 @@ def _add_chunk(gallery, files, ids, describer, thumb_size, stats, log) -> None:
       image = read_image(path)
     except (ImageError, OSError) as e:
       stats["errors"] += 1
-      print(f"provjax index build: skipped {e if isinstance(e, ImageError) else f'{path}: {e}'}",
-            file=log)
+      print(
+          f"provjax index build: skipped {e if isinstance(e, ImageError) else f'{path}: {e}'}",
+          file=log,
+      )
       continue
     images.append(resize(image, describer.size, describer.size))
     thumbs.append(resize(image, thumb_size, thumb_size))

@@ -5,6 +5,7 @@ scikit-learn and matplotlib plus procedural distractors, makes benign,
 manipulated and unrelated queries with exact ground truth, runs the engine,
 prints a metrics table and writes an HTML report with the pictures.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,8 +27,16 @@ from provjax.provenance.report import write_query_outputs
 from provjax.retrieval.metadata import sha256_file
 from provjax.weights import read_config
 
-COLUMNS = ["queries", "n", "search R@1", "re-ranked R@1", "re-ranked R@10", "verdict acc",
-           "heatmap IoU", "emptiness"]
+COLUMNS = [
+    "queries",
+    "n",
+    "search R@1",
+    "re-ranked R@1",
+    "re-ranked R@10",
+    "verdict acc",
+    "heatmap IoU",
+    "emptiness",
+]
 
 
 def _fit(image: np.ndarray, longest: int = 384) -> np.ndarray:
@@ -53,16 +62,33 @@ def write_gallery(folder: Path, n_distractors: int, rng) -> list[Path]:
   return originals
 
 
-def run_demo(out: Path, *, descriptor: str, comparator: str, distractors: int = 1000,
-             k: int = 100, seed: int = 0) -> list[dict]:
+def run_demo(
+    out: Path,
+    *,
+    descriptor: str,
+    comparator: str,
+    distractors: int = 1000,
+    k: int = 100,
+    seed: int = 0,
+) -> list[dict]:
   rng = np.random.default_rng(seed)
   originals = write_gallery(out / "gallery", distractors, rng)
   desc_model, cmp_model = provjax.load(descriptor), provjax.load(comparator)
   thumb = read_config(comparator)["preprocessing"]["image_size"]
-  stats = build_gallery(out / "gallery", out / "index", describer=Describer(desc_model),
-                        descriptor_name=descriptor, thumb_size=thumb)
-  engine = Engine(Gallery.open(out / "index"), desc_model, cmp_model, k=k,
-                  distinct_threshold=read_config(comparator).get("distinct_threshold", 0.5))
+  stats = build_gallery(
+      out / "gallery",
+      out / "index",
+      describer=Describer(desc_model),
+      descriptor_name=descriptor,
+      thumb_size=thumb,
+  )
+  engine = Engine(
+      Gallery.open(out / "index"),
+      desc_model,
+      cmp_model,
+      k=k,
+      distinct_threshold=read_config(comparator).get("distinct_threshold", 0.5),
+  )
   print(f"gallery: {stats['size']} images ({len(originals)} originals to find)", file=sys.stderr)
   known = [(engine.gallery.index.find_sha256(sha256_file(p)), read_image(p)) for p in originals]
   queries = evaluate.make_queries(known, rng, n_distinct=len(originals) // 2)
@@ -88,14 +114,17 @@ def write_html(path: Path, table: list[dict], items) -> None:
   """Metrics table, then one picture per query (query | original | edits)."""
   fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
   head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-  body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in COLUMNS) + "</tr>"
-                 for r in table)
+  body = "".join(
+      "<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in COLUMNS) + "</tr>" for r in table
+  )
   cards = []
   for name, row, fields in items:
     png = Path(fields["heatmap_png"]).relative_to(path.parent)
     status = "correct" if row["correct"] else "wrong"
-    cards.append(f"<div class='{status}'><h3>{html.escape(name)}: truth {row['kind']}, "
-                 f"verdict {row['verdict']} ({status})</h3><img src='{png}'></div>")
+    cards.append(
+        f"<div class='{status}'><h3>{html.escape(name)}: truth {row['kind']}, "
+        f"verdict {row['verdict']} ({status})</h3><img src='{png}'></div>"
+    )
   path.write_text(
       "<!doctype html><meta charset='utf-8'><title>provjax demo</title>"
       "<style>body{font-family:sans-serif} td,th{padding:2px 8px} .wrong h3{color:#b00}"
@@ -103,4 +132,5 @@ def write_html(path: Path, table: list[dict], items) -> None:
       "<h1>provjax demo: SImProv provenance</h1>"
       "<p>Gallery: bundled sample photographs + procedural distractors. Each original gets a "
       "benign and a manipulated query; unrelated queries should get no match.</p>"
-      f"<table border=1><tr>{head}</tr>{body}</table>" + "".join(cards))
+      f"<table border=1><tr>{head}</tr>{body}</table>" + "".join(cards)
+  )

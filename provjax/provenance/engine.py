@@ -11,6 +11,7 @@ best pair's heatmap, which lives in the original's frame, and carries it onto
 the query's own pixels through the comparator's alignment (its sampling
 coordinates), so a cropped, padded or rotated query gets its map in place.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,12 +32,13 @@ VERDICTS = ("benign", "manipulated", "distinct")
 @dataclasses.dataclass
 class QueryResult:
   """What the engine found for one query."""
-  match: dict | None          # best candidate unless it is judged distinct
-  candidates: list[dict]      # top-k after re-ranking: id, path, score, p_distinct
-  heatmap: np.ndarray         # [H, W] float32 in [0, 1] on the query's own pixels
-  grid_heatmap: np.ndarray    # [g, g] test-time map in the original's frame (spec metrics)
-  search_ids: np.ndarray      # top-k ids in search order, before re-ranking
-  best_thumb: np.ndarray      # thumbnail of the best candidate (for pictures)
+
+  match: dict | None  # best candidate unless it is judged distinct
+  candidates: list[dict]  # top-k after re-ranking: id, path, score, p_distinct
+  heatmap: np.ndarray  # [H, W] float32 in [0, 1] on the query's own pixels
+  grid_heatmap: np.ndarray  # [g, g] test-time map in the original's frame (spec metrics)
+  search_ids: np.ndarray  # top-k ids in search order, before re-ranking
+  best_thumb: np.ndarray  # thumbnail of the best candidate (for pictures)
 
 
 class Describer:
@@ -50,18 +52,19 @@ class Describer:
     def embed(images):
       m = nnx.merge(graphdef, state)
       return l2_normalize(m(images.astype(jnp.float32) / 255.0, train=False))
+
     self._embed = embed
 
   def __call__(self, images: list[np.ndarray]) -> np.ndarray:
     s, out = self.size, []
     for i in range(0, len(images), self.batch):
-      part = images[i:i + self.batch]
+      part = images[i : i + self.batch]
       # Pad to a power of two: few static shapes to compile, and a single
       # query does not pay for a full batch.
       chunk = np.zeros((_bucket(len(part), self.batch), s, s, 3), np.uint8)
       for n, img in enumerate(part):
         chunk[n] = img if img.shape[:2] == (s, s) else resize(img, s, s)
-      out.append(np.asarray(self._embed(chunk))[:len(part)])
+      out.append(np.asarray(self._embed(chunk))[: len(part)])
     return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
 
 
@@ -78,11 +81,13 @@ def _compare_fn(model):
     m = nnx.merge(graphdef, state)
     out = m.predict(refs.astype(jnp.float32) / 255.0, queries.astype(jnp.float32) / 255.0)
     return out["probs"], out["heatmap"], out["coords"], out["valid"]
+
   return compare
 
 
-def heatmap_on_query(heat: np.ndarray, coords: np.ndarray, valid: np.ndarray,
-                     query_hw: tuple[int, int]) -> np.ndarray:
+def heatmap_on_query(
+    heat: np.ndarray, coords: np.ndarray, valid: np.ndarray, query_hw: tuple[int, int]
+) -> np.ndarray:
   """Carry a grid heatmap from the original's frame onto the query's pixels.
 
   `coords[y, x]` is where original pixel (y, x) samples the (resized) query;
@@ -106,8 +111,15 @@ def heatmap_on_query(heat: np.ndarray, coords: np.ndarray, valid: np.ndarray,
 class Engine:
   """Search a gallery, re-rank with the comparator, decide, localise."""
 
-  def __init__(self, gallery: Gallery, descriptor, comparator, *, k: int = 100,
-               distinct_threshold: float = 0.5):
+  def __init__(
+      self,
+      gallery: Gallery,
+      descriptor,
+      comparator,
+      *,
+      k: int = 100,
+      distinct_threshold: float = 0.5,
+  ):
     self.gallery, self.k = gallery, k
     # Operating point of the near-duplicate decision: the best candidate is
     # "distinct" when its P(distinct) reaches this. Re-ranking takes the
@@ -117,8 +129,10 @@ class Engine:
     self.describe = Describer(descriptor)
     self.cmp_size = int(comparator.image_size)
     if gallery.info["thumb_size"] != self.cmp_size:
-      raise ValueError(f"gallery thumbnails are {gallery.info['thumb_size']} px but the "
-                       f"comparator wants {self.cmp_size} px; rebuild the index")
+      raise ValueError(
+          f"gallery thumbnails are {gallery.info['thumb_size']} px but the "
+          f"comparator wants {self.cmp_size} px; rebuild the index"
+      )
     self._compare = _compare_fn(comparator)
 
   def query(self, image: np.ndarray, vector: np.ndarray | None = None) -> QueryResult:
@@ -128,8 +142,10 @@ class Engine:
     scores, ids = self.gallery.index.search(vector, k)
     scores, ids = scores[0], ids[0]
     q = resize(image, self.cmp_size, self.cmp_size)
-    probs, heat, coords, valid = (np.asarray(a) for a in self._compare(
-        self.gallery.thumbs(ids), np.broadcast_to(q, (k,) + q.shape)))
+    probs, heat, coords, valid = (
+        np.asarray(a)
+        for a in self._compare(self.gallery.thumbs(ids), np.broadcast_to(q, (k,) + q.shape))
+    )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
     order = np.argsort(probs[:, 2], kind="stable")
     candidates = [self._candidate(ids[i], scores[i], probs[i]) for i in order]
@@ -137,11 +153,17 @@ class Engine:
     verdict = 2 if probs[best, 2] >= self.distinct_threshold else int(np.argmax(probs[best, :2]))
     match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
     heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
-    return QueryResult(match, candidates, heatmap, heat[best], ids,
-                       self.gallery.thumbs(ids[best:best + 1])[0])
+    return QueryResult(
+        match, candidates, heatmap, heat[best], ids, self.gallery.thumbs(ids[best : best + 1])[0]
+    )
 
   def _candidate(self, id_, score, probs) -> dict:
     meta = self.gallery.index.lookup(int(id_)) if id_ >= 0 else {}
-    return {"id": int(id_), "path": meta.get("path"), "score": round(float(score), 6),
-            "p_benign": round(float(probs[0]), 6), "p_manipulated": round(float(probs[1]), 6),
-            "p_distinct": round(float(probs[2]), 6)}
+    return {
+        "id": int(id_),
+        "path": meta.get("path"),
+        "score": round(float(score), 6),
+        "p_benign": round(float(probs[0]), 6),
+        "p_manipulated": round(float(probs[1]), 6),
+        "p_distinct": round(float(probs[2]), 6),
+    }

@@ -4,6 +4,7 @@ Recall@{1,5,10,100} before (search order) and after comparator re-ranking,
 3-way verdict accuracy, heatmap IoU on manipulated queries and emptiness on
 benign ones, both with the spec's definitions (`eval.heatmap_metrics`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,26 +21,42 @@ RECALL_AT = (1, 5, 10, 100)
 
 @dataclasses.dataclass
 class Query:
-  kind: str                      # ground truth verdict
-  edit: transforms.Edited        # the query image with its edit record
-  truth: int | None              # gallery id of the original (None if distinct)
-  original_shape: tuple | None   # (h, w) of the original, for the heatmap target
+  kind: str  # ground truth verdict
+  edit: transforms.Edited  # the query image with its edit record
+  truth: int | None  # gallery id of the original (None if distinct)
+  original_shape: tuple | None  # (h, w) of the original, for the heatmap target
 
 
-def make_queries(originals: list[tuple[int, np.ndarray]], rng: np.random.Generator, *,
-                 n_distinct: int = 0, families=transforms.ALL_FAMILIES,
-                 benign_max: int = 2) -> list[Query]:
+def make_queries(
+    originals: list[tuple[int, np.ndarray]],
+    rng: np.random.Generator,
+    *,
+    n_distinct: int = 0,
+    families=transforms.ALL_FAMILIES,
+    benign_max: int = 2,
+) -> list[Query]:
   """A benign and a manipulated query per (gallery id, original), plus unrelated ones."""
   queries = []
   for gid, image in originals:
     e = transforms.identity(image)
-    queries.append(Query("benign", transforms.random_benign(e, rng, n_max=benign_max,
-                                                            families=families), gid, image.shape[:2]))
+    queries.append(
+        Query(
+            "benign",
+            transforms.random_benign(e, rng, n_max=benign_max, families=families),
+            gid,
+            image.shape[:2],
+        )
+    )
     donor = photos.procedural_image(rng, max(image.shape[:2]))
     edited = transforms.random_manipulation(e, rng, donors=[donor])
-    queries.append(Query("manipulated", transforms.random_benign(edited, rng, n_max=benign_max,
-                                                                 families=families),
-                         gid, image.shape[:2]))
+    queries.append(
+        Query(
+            "manipulated",
+            transforms.random_benign(edited, rng, n_max=benign_max, families=families),
+            gid,
+            image.shape[:2],
+        )
+    )
   for _ in range(n_distinct):
     image = photos.procedural_image(rng, int(rng.integers(96, 257)))
     queries.append(Query("distinct", transforms.identity(image), None, None))

@@ -14,6 +14,7 @@ each a gallery of its own (host i indexes files i::n; ids are positions in
 the global sorted file list, so they are unique). `Gallery.open(DIR)` opens
 them as one: searches fan out over the shards and merge (`ShardedIndex`).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ class Gallery:
     self._row_of: dict[int, tuple[int, int]] = {}
 
   @classmethod
-  def create(cls, directory, *, dim: int, thumb_size: int, descriptor: str,
-             backend: str = "scann") -> "Gallery":
+  def create(
+      cls, directory, *, dim: int, thumb_size: int, descriptor: str, backend: str = "scann"
+  ) -> "Gallery":
     info = {"dim": dim, "thumb_size": thumb_size, "descriptor": descriptor, "backend": backend}
     return cls(directory, Index(dim, backend=backend), info)
 
@@ -61,8 +63,9 @@ class Gallery:
       return ShardedGallery([cls.open(p, verify=verify) for p in shards])
     if not info_path.is_file():
       raise FileNotFoundError(f"{directory} is not a provjax gallery (no gallery.json)")
-    gallery = cls(directory, Index.load(directory / "index", verify=verify),
-                  json.loads(info_path.read_text()))
+    gallery = cls(
+        directory, Index.load(directory / "index", verify=verify), json.loads(info_path.read_text())
+    )
     for path in sorted((directory / "thumbs").glob("chunk-*.npz")):
       with np.load(path) as z:
         gallery._register(z["ids"], z["thumbs"])
@@ -82,8 +85,9 @@ class Gallery:
     for row, id_ in enumerate(ids.tolist()):
       self._row_of[id_] = (chunk, row)
 
-  def add(self, vectors: np.ndarray, thumbs: np.ndarray, paths: list[str],
-          sha256s: list[str], ids=None) -> np.ndarray:
+  def add(
+      self, vectors: np.ndarray, thumbs: np.ndarray, paths: list[str], sha256s: list[str], ids=None
+  ) -> np.ndarray:
     """Add L2-normalised vectors and their thumbnails; returns the ids added.
 
     Ids default to the next free ones; sharded builds pass global ids.
@@ -119,8 +123,9 @@ class Gallery:
       os.replace(tmp, path)
     self._pending = []
     self.index.save(self.directory / "index")
-    _atomic_write_bytes(self.directory / "gallery.json",
-                        (json.dumps(self.info, indent=2) + "\n").encode())
+    _atomic_write_bytes(
+        self.directory / "gallery.json", (json.dumps(self.info, indent=2) + "\n").encode()
+    )
 
 
 class ShardedGallery:

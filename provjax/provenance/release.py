@@ -1,4 +1,5 @@
 """Export trained SImProv models as released weights with measured model cards."""
+
 from __future__ import annotations
 
 import datetime
@@ -10,12 +11,21 @@ from provjax.train.evaluate import restore_model
 from provjax.train.logging import read_metrics
 
 
-def _card(name: str, what: str, config_spec: str, config, step: int, task_metrics: dict,
-          bench: dict, limits: str) -> str:
+def _card(
+    name: str,
+    what: str,
+    config_spec: str,
+    config,
+    step: int,
+    task_metrics: dict,
+    bench: dict,
+    limits: str,
+) -> str:
   table = evaluate.format_table(bench["table"])
-  fam = "\n".join(f"| {f} | {v['R@1']:.3f} | {v['R@10']:.3f} |" for f, v in bench["families"].items())
-  metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in task_metrics.items()
-                      if isinstance(v, float))
+  fam = "\n".join(
+      f"| {f} | {v['R@1']:.3f} | {v['R@10']:.3f} |" for f, v in bench["families"].items()
+  )
+  metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in task_metrics.items() if isinstance(v, float))
   return f"""# Model card: {name}
 
 {what}
@@ -59,22 +69,41 @@ Search recall of the originals per benign transform family (same gallery):
 """
 
 
-def release(spec: str, config, workdir: str, name: str, what: str, limits: str,
-            bench: dict, extra: dict | None = None) -> dict:
+def release(
+    spec: str,
+    config,
+    workdir: str,
+    name: str,
+    what: str,
+    limits: str,
+    bench: dict,
+    extra: dict | None = None,
+) -> dict:
   """Evaluate the work dir's latest checkpoint and export it as `name`."""
   model, step = restore_model(config, workdir)
   metrics = tasks.get(config.task).evaluate(model, config)
   card = _card(name, what, spec, config, step, metrics, bench, limits)
-  weights.export(model, name, arch=config.model.name,
-                 preprocessing={"image_size": int(config.data.image_size), "value_range": [0, 1],
-                                "resize": "bilinear, whole image to a square"},
-                 card=card, extra={"config": spec, "steps": step, **(extra or {}),
-                                   "training_log": read_metrics(f"{workdir}/metrics.jsonl")[-1:]})
+  weights.export(
+      model,
+      name,
+      arch=config.model.name,
+      preprocessing={
+          "image_size": int(config.data.image_size),
+          "value_range": [0, 1],
+          "resize": "bilinear, whole image to a square",
+      },
+      card=card,
+      extra={
+          "config": spec,
+          "steps": step,
+          **(extra or {}),
+          "training_log": read_metrics(f"{workdir}/metrics.jsonl")[-1:],
+      },
+  )
   return metrics
 
 
-def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir,
-                 tag: str) -> dict:
+def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir, tag: str) -> dict:
   desc_model, _ = restore_model(desc_config, desc_dir)
   cmp_model, _ = restore_model(cmp_config, cmp_dir)
   calib = benchmark.calibrate_distinct_threshold(desc_model, cmp_model)
@@ -83,16 +112,24 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
   arch_d, arch_c = desc_config.model.name.split(".")[0], cmp_config.model.name.split(".")[0]
   out = {"benchmark": bench}
   out["descriptor"] = release(
-      desc_spec, desc_config, desc_dir, f"{arch_d}.{tag}",
+      desc_spec,
+      desc_config,
+      desc_dir,
+      f"{arch_d}.{tag}",
       "SImProv search encoder: 256-d descriptor (L2-normalise before indexing), trained with "
       "the multi-positive NT-Xent (tau 0.8) on benign views of originals and of their "
       "manipulated copies.",
       "- Tiny CPU variant at 64 px: much weaker than the paper's ResNet-50 at 224 px.\n"
       "- Trained only on synthetic edits of 22 photographs and procedural images; real "
       "photographs of other kinds are out of distribution.\n"
-      "- Heavy crops (< 50 % of the side) and large rotations are the weakest families.", bench)
+      "- Heavy crops (< 50 % of the side) and large rotations are the weakest families.",
+      bench,
+  )
   out["comparator"] = release(
-      cmp_spec, cmp_config, cmp_dir, f"{arch_c}.{tag}",
+      cmp_spec,
+      cmp_config,
+      cmp_dir,
+      f"{arch_c}.{tag}",
       "SImProv comparator (ICN): affine STN + correlation-flow warp of the query onto the "
       "original, Siamese split ResNet, 3-way verdict (benign / manipulated / distinct) and a "
       "7x7 edit heatmap in the original's frame.",
@@ -103,13 +140,16 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       f"P(distinct) >= {calib['threshold']:.4f} (`distinct_threshold` in config.json), chosen "
       f"on a separate held-back gallery (balanced accuracy {calib['balanced_accuracy']:.3f} "
       f"there, {calib['n_related']} related / {calib['n_unrelated']} unrelated queries).",
-      bench, extra={"distinct_threshold": calib["threshold"]})
+      bench,
+      extra={"distinct_threshold": calib["threshold"]},
+  )
   return out
 
 
 def main(argv=None) -> None:
   import argparse
   from provjax.config import load_config
+
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("--descriptor-config", default="configs/simprov/descriptor.py:tiny")
   p.add_argument("--descriptor-workdir", required=True)
@@ -119,7 +159,13 @@ def main(argv=None) -> None:
   p.add_argument("--data-dir", default=None)
   args = p.parse_args(argv)
   over = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
-  out = release_pair(args.descriptor_config, load_config(args.descriptor_config, over),
-                     args.descriptor_workdir, args.comparator_config,
-                     load_config(args.comparator_config, over), args.comparator_workdir, args.tag)
+  out = release_pair(
+      args.descriptor_config,
+      load_config(args.descriptor_config, over),
+      args.descriptor_workdir,
+      args.comparator_config,
+      load_config(args.comparator_config, over),
+      args.comparator_workdir,
+      args.tag,
+  )
   print(json.dumps(out, indent=1, default=float))

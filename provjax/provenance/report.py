@@ -1,4 +1,5 @@
 """Pictures and JSON fields for provenance results."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,16 +23,22 @@ def matched_image(result: QueryResult) -> np.ndarray:
   return result.best_thumb
 
 
-def write_query_outputs(out: Path, stem: str, image: np.ndarray, result: QueryResult,
-                        top: int = 10) -> dict:
+def write_query_outputs(
+    out: Path, stem: str, image: np.ndarray, result: QueryResult, top: int = 10
+) -> dict:
   """Panel PNG (query | original | heatmap overlay) + heatmap .npy; JSON fields."""
   verdict = result.match["verdict"] if result.match else "no match"
   original = matched_image(result) if result.match else np.full_like(image, 255)
-  picture = panel([image, original, overlay(image, result.heatmap)],
-                  ["query", "matched original" if result.match else "no match",
-                   f"edits ({verdict})"])
+  picture = panel(
+      [image, original, overlay(image, result.heatmap)],
+      ["query", "matched original" if result.match else "no match", f"edits ({verdict})"],
+  )
   png, npy = out / f"{stem}.png", out / f"{stem}.heatmap.npy"
   save_png(picture, png)
   np.save(npy, result.heatmap.astype(np.float32))
-  return {"match": result.match, "candidates": result.candidates[:top],
-          "heatmap_png": str(png), "heatmap_npy": str(npy)}
+  return {
+      "match": result.match,
+      "candidates": result.candidates[:top],
+      "heatmap_png": str(png),
+      "heatmap_npy": str(npy),
+  }

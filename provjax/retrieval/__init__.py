@@ -14,11 +14,23 @@ Public API::
 from provjax.retrieval.index import AddResult, Index, IndexCorruptError
 from provjax.retrieval.metadata import sha256_file
 from provjax.retrieval.scann_backend import scann_params
-from provjax.retrieval.sharded import (ShardedIndex, build_shard_index, files_for_process,
-                                       read_vector_shard, write_vector_shard)
+from provjax.retrieval.sharded import (
+    ShardedIndex,
+    build_shard_index,
+    files_for_process,
+    read_vector_shard,
+    write_vector_shard,
+)
 
 __all__ = [
-    "AddResult", "Index", "IndexCorruptError", "ShardedIndex", "build_shard_index",
-    "files_for_process", "read_vector_shard", "scann_params", "sha256_file",
+    "AddResult",
+    "Index",
+    "IndexCorruptError",
+    "ShardedIndex",
+    "build_shard_index",
+    "files_for_process",
+    "read_vector_shard",
+    "scann_params",
+    "sha256_file",
     "write_vector_shard",
 ]

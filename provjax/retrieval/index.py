@@ -48,410 +48,442 @@ BACKENDS = ("scann", "exact")
 
 
 class IndexCorruptError(ValueError):
-    """An index directory is incomplete or a file does not match its manifest checksum."""
+  """An index directory is incomplete or a file does not match its manifest checksum."""
 
 
 class AddResult(NamedTuple):
-    """What :meth:`Index.add` did.
+  """What :meth:`Index.add` did.
 
-    Attributes:
-        added: int64 ids that were added, in input order.
-        duplicates: ``{skipped id: id already indexed with the same sha256}`` for rows whose
-            file content (sha256) was already in the index or earlier in the same call.
-    """
+  Attributes:
+      added: int64 ids that were added, in input order.
+      duplicates: ``{skipped id: id already indexed with the same sha256}`` for rows whose
+          file content (sha256) was already in the index or earlier in the same call.
+  """
 
-    added: np.ndarray
-    duplicates: dict[int, int]
+  added: np.ndarray
+  duplicates: dict[int, int]
 
 
 def _sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 22), b""):
+      h.update(chunk)
+  return h.hexdigest()
 
 
 def _fsync_path(path: str) -> None:
-    """fsyncs a file or directory so a later rename cannot expose unwritten data."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+  """fsyncs a file or directory so a later rename cannot expose unwritten data."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
+  with open(path, "wb") as f:
+    np.save(f, array, allow_pickle=False)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 class Index:
-    """Inner-product nearest-neighbour index over L2-normalised float32 descriptors.
+  """Inner-product nearest-neighbour index over L2-normalised float32 descriptors.
+
+  Args:
+      dim: descriptor dimension.
+      backend: ``"scann"`` (approximate, fast; default) or ``"exact"`` (JAX matmul top-k,
+          the reference for recall).
+      metric: only ``"dot"`` (inner product; cosine on the unit vectors callers provide).
+      scann_params: fixed ScaNN parameters (see
+          :func:`provjax.retrieval.scann_backend.scann_params`); by default they are chosen
+          from the database size at every (re)build.
+  """
+
+  def __init__(
+      self, dim: int, backend: str = "scann", metric: str = "dot", scann_params: dict | None = None
+  ):
+    if backend not in BACKENDS:
+      raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if metric != "dot":
+      raise ValueError(
+          f"unsupported metric {metric!r}; only 'dot' (inner product) is "
+          "supported: L2-normalise vectors for cosine similarity"
+      )
+    if dim < 1:
+      raise ValueError(f"dim must be >= 1, got {dim}")
+    self.dim = int(dim)
+    self.backend = backend
+    self.metric = metric
+    self._fixed_params = dict(scann_params) if scann_params else None
+    self._vecs = np.zeros((0, self.dim), np.float32)  # capacity buffer; rows [:_n] valid
+    self._ids = np.zeros((0,), np.int64)
+    self._n = 0
+    self._meta = MetadataStore()
+    self._searcher = None
+    self._searcher_rows = 0  # rows [0, _searcher_rows) are in the ScaNN searcher
+    self._searcher_params: dict | None = None
+    self._device_db = None  # (row count, device array) cache for the exact backend
+
+  # ----------------------------------------------------------------------------- contents
+  def __len__(self) -> int:
+    return self._n
+
+  @property
+  def vectors(self) -> np.ndarray:
+    """Read-only float32 ``[N, dim]`` view of the stored vectors (row order = add order)."""
+    v = self._vecs[: self._n]
+    v.flags.writeable = False
+    return v
+
+  @property
+  def ids(self) -> np.ndarray:
+    """Read-only int64 ``[N]`` view of the ids, aligned with :attr:`vectors`."""
+    i = self._ids[: self._n]
+    i.flags.writeable = False
+    return i
+
+  @property
+  def params(self) -> dict | None:
+    """ScaNN parameters of the current searcher (None for exact or before the first build)."""
+    return None if self._searcher_params is None else dict(self._searcher_params)
+
+  def lookup(self, id_: int) -> dict:
+    """Metadata of one id: ``{"id", "path", "sha256", "added_at"}``.
+
+    Raises:
+        KeyError: if the id is not in the index.
+    """
+    row = self._meta.lookup(id_)
+    if row is None:
+      raise KeyError(id_)
+    return row
+
+  def find_sha256(self, sha: str) -> int | None:
+    """The id of the indexed file with this sha256, or None."""
+    return self._meta.find_sha256(sha)
+
+  # --------------------------------------------------------------------------------- add
+  def add(
+      self,
+      ids: Sequence[int],
+      vectors: np.ndarray,
+      paths: Sequence[str] | None = None,
+      sha256s: Sequence[str] | None = None,
+  ) -> AddResult:
+    """Adds descriptors (incrementally; any number of calls).
+
+    A row whose ``sha256`` is already indexed (or repeats an earlier row of this call) is
+    the same file again: it is skipped and reported in ``AddResult.duplicates``.
 
     Args:
-        dim: descriptor dimension.
-        backend: ``"scann"`` (approximate, fast; default) or ``"exact"`` (JAX matmul top-k,
-            the reference for recall).
-        metric: only ``"dot"`` (inner product; cosine on the unit vectors callers provide).
-        scann_params: fixed ScaNN parameters (see
-            :func:`provjax.retrieval.scann_backend.scann_params`); by default they are chosen
-            from the database size at every (re)build.
+        ids: non-negative int ids, unique across the index (-1 is the "no result" id).
+        vectors: float ``[M, dim]``, L2-normalised by the caller.
+        paths: optional file path per row (stored in metadata).
+        sha256s: optional hex sha256 of each file's bytes (see
+            :func:`provjax.retrieval.metadata.sha256_file`).
+
+    Returns:
+        An :class:`AddResult` with the ids added and the duplicates skipped.
+
+    Raises:
+        ValueError: on shape/length mismatch, non-finite values, negative ids, or an id
+            already present; nothing is added then.
     """
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    vectors = np.asarray(vectors, np.float32)
+    m = ids.shape[0]
+    if vectors.ndim != 2 or vectors.shape != (m, self.dim):
+      raise ValueError(f"vectors must have shape ({m}, {self.dim}), got {vectors.shape}")
+    paths = [None] * m if paths is None else [None if p is None else str(p) for p in paths]
+    sha256s = [None] * m if sha256s is None else [s or None for s in sha256s]
+    if len(paths) != m or len(sha256s) != m:
+      raise ValueError(f"got {m} ids but {len(paths)} paths and {len(sha256s)} sha256s")
+    if m and ids.min() < 0:
+      raise ValueError("ids must be non-negative (-1 marks empty search results)")
+    if len(np.unique(ids)) != m:
+      raise ValueError("ids repeat within one add() call")
+    if not np.isfinite(vectors).all():
+      raise ValueError("vectors contain NaN or inf")
 
-    def __init__(self, dim: int, backend: str = "scann", metric: str = "dot",
-                 scann_params: dict | None = None):
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-        if metric != "dot":
-            raise ValueError(f"unsupported metric {metric!r}; only 'dot' (inner product) is "
-                             "supported: L2-normalise vectors for cosine similarity")
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        self.dim = int(dim)
-        self.backend = backend
-        self.metric = metric
-        self._fixed_params = dict(scann_params) if scann_params else None
-        self._vecs = np.zeros((0, self.dim), np.float32)  # capacity buffer; rows [:_n] valid
-        self._ids = np.zeros((0,), np.int64)
-        self._n = 0
-        self._meta = MetadataStore()
-        self._searcher = None
-        self._searcher_rows = 0  # rows [0, _searcher_rows) are in the ScaNN searcher
-        self._searcher_params: dict | None = None
-        self._device_db = None  # (row count, device array) cache for the exact backend
+    known = self._meta.find_sha256_many(sha256s) if self._n else {}
+    keep, duplicates = [], {}
+    for row, (id_, sha) in enumerate(zip(ids.tolist(), sha256s)):
+      if sha is not None and sha in known:
+        duplicates[id_] = known[sha]
+      else:
+        keep.append(row)
+        if sha is not None:
+          known[sha] = id_
+    keep = np.asarray(keep, np.int64)
+    taken = self._meta.existing_ids(ids[keep].tolist()) if self._n else set()
+    if taken:
+      raise ValueError(f"ids already in the index: {sorted(taken)[:10]}")
+    # Metadata first: it is one transaction, so a failure leaves the index unchanged.
+    self._meta.add(
+        ids[keep].tolist(), [paths[r] for r in keep], [sha256s[r] for r in keep], added_at=utc_now()
+    )
+    self._append(ids[keep], vectors[keep])
+    return AddResult(added=ids[keep].copy(), duplicates=duplicates)
 
-    # ----------------------------------------------------------------------------- contents
-    def __len__(self) -> int:
-        return self._n
+  def _append(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    m = ids.shape[0]
+    if self._n + m > self._vecs.shape[0]:
+      # Doubling keeps repeated small adds amortised O(rows added).
+      cap = max(self._n + m, 2 * self._vecs.shape[0], 1024)
+      vecs = np.zeros((cap, self.dim), np.float32)
+      vecs[: self._n] = self._vecs[: self._n]
+      idbuf = np.zeros((cap,), np.int64)
+      idbuf[: self._n] = self._ids[: self._n]
+      self._vecs, self._ids = vecs, idbuf
+    self._vecs[self._n : self._n + m] = vectors
+    self._ids[self._n : self._n + m] = ids
+    self._n += m
+    self._device_db = None
 
-    @property
-    def vectors(self) -> np.ndarray:
-        """Read-only float32 ``[N, dim]`` view of the stored vectors (row order = add order)."""
-        v = self._vecs[:self._n]
-        v.flags.writeable = False
-        return v
+  # ------------------------------------------------------------------------------ search
+  def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner-product search.
 
-    @property
-    def ids(self) -> np.ndarray:
-        """Read-only int64 ``[N]`` view of the ids, aligned with :attr:`vectors`."""
-        i = self._ids[:self._n]
-        i.flags.writeable = False
-        return i
+    Args:
+        queries: float ``[Q, dim]`` (or ``[dim]`` for one query), L2-normalised.
+        k: neighbours per query.
 
-    @property
-    def params(self) -> dict | None:
-        """ScaNN parameters of the current searcher (None for exact or before the first build)."""
-        return None if self._searcher_params is None else dict(self._searcher_params)
+    Returns:
+        ``(scores float32 [Q, k], ids int64 [Q, k])``, best first; ties by lower row
+        (insertion order); ``-inf`` / ``-1`` pad when the index holds fewer than k rows.
+    """
+    queries = np.asarray(queries, np.float32)
+    if queries.ndim == 1:
+      queries = queries[None]
+    if queries.ndim != 2 or queries.shape[1] != self.dim:
+      raise ValueError(f"queries must have shape (Q, {self.dim}), got {queries.shape}")
+    if k < 1:
+      raise ValueError(f"k must be >= 1, got {k}")
+    if self._n == 0:
+      q = queries.shape[0]
+      return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
+    if self.backend == "exact":
+      scores, rows = exact.topk(self._exact_db(), queries, k, n_valid=self._n)
+    else:
+      scores, rows = self._scann_search(queries, k)
+    return scores, np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
 
-    def lookup(self, id_: int) -> dict:
-        """Metadata of one id: ``{"id", "path", "sha256", "added_at"}``.
+  def _exact_db(self):
+    """Device copy of the whole capacity buffer, refreshed after adds.
 
-        Raises:
-            KeyError: if the id is not in the index.
-        """
-        row = self._meta.lookup(id_)
-        if row is None:
-            raise KeyError(id_)
-        return row
+    Searching the buffer with ``n_valid`` rather than the ``[:N]`` slice keeps the array
+    shape fixed until the buffer doubles, so adds do not force a recompilation.
+    """
+    if self._device_db is None or self._device_db[0] != self._n:
+      self._device_db = (self._n, exact.to_device(self._vecs))
+    return self._device_db[1]
 
-    def find_sha256(self, sha: str) -> int | None:
-        """The id of the indexed file with this sha256, or None."""
-        return self._meta.find_sha256(sha)
+  def _delta_rows(self) -> np.ndarray:
+    """Rows added since the ScaNN build, zero-padded to a power of two (>= 1024) rows so
+    that a delta growing one add at a time reuses a few compiled exact searches."""
+    count = self._n - self._searcher_rows
+    size = max(1024, 1 << (count - 1).bit_length())
+    out = np.zeros((size, self.dim), np.float32)
+    out[:count] = self._vecs[self._searcher_rows : self._n]
+    return out
 
-    # --------------------------------------------------------------------------------- add
-    def add(self, ids: Sequence[int], vectors: np.ndarray, paths: Sequence[str] | None = None,
-            sha256s: Sequence[str] | None = None) -> AddResult:
-        """Adds descriptors (incrementally; any number of calls).
+  def _delta_limit(self) -> int:
+    return max(1000, self._searcher_rows // 100)
 
-        A row whose ``sha256`` is already indexed (or repeats an earlier row of this call) is
-        the same file again: it is skipped and reported in ``AddResult.duplicates``.
+  def _ensure_searcher(self) -> None:
+    """(Re)builds the ScaNN searcher when missing or when the exact delta is too large."""
+    if self._searcher is not None and self._n - self._searcher_rows <= self._delta_limit():
+      return
+    params = self._fixed_params or scann_backend.scann_params(self._n)
+    self._searcher = scann_backend.build_searcher(self._vecs[: self._n], 10, params)
+    self._searcher_rows = self._n
+    self._searcher_params = params
 
-        Args:
-            ids: non-negative int ids, unique across the index (-1 is the "no result" id).
-            vectors: float ``[M, dim]``, L2-normalised by the caller.
-            paths: optional file path per row (stored in metadata).
-            sha256s: optional hex sha256 of each file's bytes (see
-                :func:`provjax.retrieval.metadata.sha256_file`).
+  def _scann_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    self._ensure_searcher()
+    # ScaNN cannot return more neighbours than it re-scores, so re-score at least k.
+    reorder = (
+        max(k, self._searcher_params["reorder"])
+        if self._searcher_params["mode"] == "tree_ah"
+        else None
+    )
+    scores, rows = scann_backend.search(self._searcher, queries, k, reorder=reorder)
+    if self._n == self._searcher_rows:
+      return scores, rows
+    d_scores, d_rows = exact.topk(
+        self._delta_rows(), queries, k, n_valid=self._n - self._searcher_rows
+    )
+    d_rows = np.where(d_rows >= 0, d_rows + self._searcher_rows, -1)
+    return merge_topk([scores, d_scores], [rows, d_rows], k)
 
-        Returns:
-            An :class:`AddResult` with the ids added and the duplicates skipped.
+  # --------------------------------------------------------------------------- save/load
+  def save(self, directory: str | os.PathLike) -> None:
+    """Saves atomically to ``directory`` (replacing an index already there).
 
-        Raises:
-            ValueError: on shape/length mismatch, non-finite values, negative ids, or an id
-                already present; nothing is added then.
-        """
-        ids = np.asarray(ids, np.int64).reshape(-1)
-        vectors = np.asarray(vectors, np.float32)
-        m = ids.shape[0]
-        if vectors.ndim != 2 or vectors.shape != (m, self.dim):
-            raise ValueError(f"vectors must have shape ({m}, {self.dim}), got {vectors.shape}")
-        paths = [None] * m if paths is None else [None if p is None else str(p) for p in paths]
-        sha256s = [None] * m if sha256s is None else [s or None for s in sha256s]
-        if len(paths) != m or len(sha256s) != m:
-            raise ValueError(f"got {m} ids but {len(paths)} paths and {len(sha256s)} sha256s")
-        if m and ids.min() < 0:
-            raise ValueError("ids must be non-negative (-1 marks empty search results)")
-        if len(np.unique(ids)) != m:
-            raise ValueError("ids repeat within one add() call")
-        if not np.isfinite(vectors).all():
-            raise ValueError("vectors contain NaN or inf")
+    Files go to a temporary sibling directory, are fsynced, ``manifest.json`` (with the
+    sha256 of every file) is written last, and the directory is renamed into place; an
+    existing index is first renamed aside and deleted only after the new one is in place.
 
-        known = self._meta.find_sha256_many(sha256s) if self._n else {}
-        keep, duplicates = [], {}
-        for row, (id_, sha) in enumerate(zip(ids.tolist(), sha256s)):
-            if sha is not None and sha in known:
-                duplicates[id_] = known[sha]
-            else:
-                keep.append(row)
-                if sha is not None:
-                    known[sha] = id_
-        keep = np.asarray(keep, np.int64)
-        taken = self._meta.existing_ids(ids[keep].tolist()) if self._n else set()
-        if taken:
-            raise ValueError(f"ids already in the index: {sorted(taken)[:10]}")
-        # Metadata first: it is one transaction, so a failure leaves the index unchanged.
-        self._meta.add(ids[keep].tolist(), [paths[r] for r in keep],
-                       [sha256s[r] for r in keep], added_at=utc_now())
-        self._append(ids[keep], vectors[keep])
-        return AddResult(added=ids[keep].copy(), duplicates=duplicates)
+    Raises:
+        FileExistsError: if ``directory`` exists, is not empty and is not an index (no
+            manifest): it is never overwritten.
+    """
+    target = os.path.abspath(os.fspath(directory))
+    parent, name = os.path.split(target)
+    os.makedirs(parent, exist_ok=True)
+    if (
+        os.path.exists(target)
+        and os.listdir(target)
+        and not os.path.isfile(os.path.join(target, MANIFEST))
+    ):
+      raise FileExistsError(f"{target}: exists and is not a provjax index; not replacing")
+    if self.backend == "scann" and self._n:
+      self._ensure_searcher()
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+      self._write_files(tmp)
+      _fsync_path(tmp)
+      self._swap_into_place(tmp, target)
+    except BaseException:
+      shutil.rmtree(tmp, ignore_errors=True)
+      raise
 
-    def _append(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        m = ids.shape[0]
-        if self._n + m > self._vecs.shape[0]:
-            # Doubling keeps repeated small adds amortised O(rows added).
-            cap = max(self._n + m, 2 * self._vecs.shape[0], 1024)
-            vecs = np.zeros((cap, self.dim), np.float32)
-            vecs[:self._n] = self._vecs[:self._n]
-            idbuf = np.zeros((cap,), np.int64)
-            idbuf[:self._n] = self._ids[:self._n]
-            self._vecs, self._ids = vecs, idbuf
-        self._vecs[self._n:self._n + m] = vectors
-        self._ids[self._n:self._n + m] = ids
-        self._n += m
-        self._device_db = None
+  def _write_files(self, tmp: str) -> None:
+    _save_npy(os.path.join(tmp, VECTORS), self._vecs[: self._n])
+    _save_npy(os.path.join(tmp, IDS), self._ids[: self._n])
+    self._meta.save(os.path.join(tmp, METADATA))
+    if self._searcher is not None:
+      scann_dir = os.path.join(tmp, SCANN_DIR)
+      scann_backend.save(self._searcher, scann_dir)
+      for f in os.listdir(scann_dir):
+        _fsync_path(os.path.join(scann_dir, f))
+      _fsync_path(scann_dir)
+    files = {}
+    for root, _, names in os.walk(tmp):
+      for f in sorted(names):
+        full = os.path.join(root, f)
+        rel = os.path.relpath(full, tmp).replace(os.sep, "/")
+        files[rel] = {"sha256": _sha256_of(full), "bytes": os.path.getsize(full)}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "backend": self.backend,
+        "metric": self.metric,
+        "dim": self.dim,
+        "count": self._n,
+        "scann_rows": self._searcher_rows if self._searcher is not None else 0,
+        "params": self._searcher_params,
+        "fixed_params": self._fixed_params,
+        "saved_at": utc_now(),
+        "files": dict(sorted(files.items())),
+    }
+    path = os.path.join(tmp, MANIFEST)
+    with open(path, "w") as f:
+      json.dump(manifest, f, indent=1)
+      f.flush()
+      os.fsync(f.fileno())
 
-    # ------------------------------------------------------------------------------ search
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k inner-product search.
+  @staticmethod
+  def _swap_into_place(tmp: str, target: str) -> None:
+    parent, name = os.path.split(target)
+    old = None
+    if os.path.exists(target):
+      old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:8]}")
+      os.rename(target, old)
+    try:
+      os.rename(tmp, target)
+    except BaseException:
+      if old is not None:  # put the previous index back
+        os.rename(old, target)
+      raise
+    _fsync_path(parent)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
 
-        Args:
-            queries: float ``[Q, dim]`` (or ``[dim]`` for one query), L2-normalised.
-            k: neighbours per query.
+  @classmethod
+  def load(cls, directory: str | os.PathLike, verify: bool = True) -> "Index":
+    """Loads an index written by :meth:`save`.
 
-        Returns:
-            ``(scores float32 [Q, k], ids int64 [Q, k])``, best first; ties by lower row
-            (insertion order); ``-inf`` / ``-1`` pad when the index holds fewer than k rows.
-        """
-        queries = np.asarray(queries, np.float32)
-        if queries.ndim == 1:
-            queries = queries[None]
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"queries must have shape (Q, {self.dim}), got {queries.shape}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if self._n == 0:
-            q = queries.shape[0]
-            return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
-        if self.backend == "exact":
-            scores, rows = exact.topk(self._exact_db(), queries, k, n_valid=self._n)
-        else:
-            scores, rows = self._scann_search(queries, k)
-        return scores, np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
+    Args:
+        directory: the index directory.
+        verify: check every file's sha256 against the manifest (sizes are always checked).
 
-    def _exact_db(self):
-        """Device copy of the whole capacity buffer, refreshed after adds.
+    Raises:
+        IndexCorruptError: on a missing manifest or file, a checksum or size mismatch, or
+            contents inconsistent with the manifest; the message names the file.
+    """
+    root = os.path.abspath(os.fspath(directory))
+    mpath = os.path.join(root, MANIFEST)
+    if not os.path.isfile(mpath):
+      raise IndexCorruptError(f"{mpath}: missing (not a provjax index, or save interrupted)")
+    try:
+      with open(mpath) as f:
+        manifest = json.load(f)
+      files = manifest["files"]
+      version = manifest["format_version"]
+    except (ValueError, KeyError, TypeError) as e:
+      raise IndexCorruptError(f"{mpath}: unreadable manifest ({e})") from None
+    if version != FORMAT_VERSION:
+      raise IndexCorruptError(
+          f"{mpath}: format version {version} not supported "
+          f"(this provjax reads {FORMAT_VERSION})"
+      )
+    for rel in (VECTORS, IDS, METADATA):
+      if rel not in files:
+        raise IndexCorruptError(f"{mpath}: manifest does not list {rel}")
+    for rel, info in files.items():
+      if os.path.isabs(rel) or os.path.normpath(rel).startswith(".."):
+        raise IndexCorruptError(f"{mpath}: file entry {rel!r} points outside the index")
+      path = os.path.join(root, rel)
+      if not os.path.isfile(path):
+        raise IndexCorruptError(f"{path}: missing")
+      if os.path.getsize(path) != info["bytes"]:
+        raise IndexCorruptError(
+            f"{path}: size {os.path.getsize(path)} does not match "
+            f"manifest ({info['bytes']} bytes)"
+        )
+      if verify and _sha256_of(path) != info["sha256"]:
+        raise IndexCorruptError(
+            f"{path}: checksum mismatch (sha256 differs from manifest); the file is corrupt"
+        )
 
-        Searching the buffer with ``n_valid`` rather than the ``[:N]`` slice keeps the array
-        shape fixed until the buffer doubles, so adds do not force a recompilation.
-        """
-        if self._device_db is None or self._device_db[0] != self._n:
-            self._device_db = (self._n, exact.to_device(self._vecs))
-        return self._device_db[1]
-
-    def _delta_rows(self) -> np.ndarray:
-        """Rows added since the ScaNN build, zero-padded to a power of two (>= 1024) rows so
-        that a delta growing one add at a time reuses a few compiled exact searches."""
-        count = self._n - self._searcher_rows
-        size = max(1024, 1 << (count - 1).bit_length())
-        out = np.zeros((size, self.dim), np.float32)
-        out[:count] = self._vecs[self._searcher_rows:self._n]
-        return out
-
-    def _delta_limit(self) -> int:
-        return max(1000, self._searcher_rows // 100)
-
-    def _ensure_searcher(self) -> None:
-        """(Re)builds the ScaNN searcher when missing or when the exact delta is too large."""
-        if self._searcher is not None and self._n - self._searcher_rows <= self._delta_limit():
-            return
-        params = self._fixed_params or scann_backend.scann_params(self._n)
-        self._searcher = scann_backend.build_searcher(self._vecs[:self._n], 10, params)
-        self._searcher_rows = self._n
-        self._searcher_params = params
-
-    def _scann_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        self._ensure_searcher()
-        # ScaNN cannot return more neighbours than it re-scores, so re-score at least k.
-        reorder = (max(k, self._searcher_params["reorder"])
-                   if self._searcher_params["mode"] == "tree_ah" else None)
-        scores, rows = scann_backend.search(self._searcher, queries, k, reorder=reorder)
-        if self._n == self._searcher_rows:
-            return scores, rows
-        d_scores, d_rows = exact.topk(self._delta_rows(), queries, k,
-                                      n_valid=self._n - self._searcher_rows)
-        d_rows = np.where(d_rows >= 0, d_rows + self._searcher_rows, -1)
-        return merge_topk([scores, d_scores], [rows, d_rows], k)
-
-    # --------------------------------------------------------------------------- save/load
-    def save(self, directory: str | os.PathLike) -> None:
-        """Saves atomically to ``directory`` (replacing an index already there).
-
-        Files go to a temporary sibling directory, are fsynced, ``manifest.json`` (with the
-        sha256 of every file) is written last, and the directory is renamed into place; an
-        existing index is first renamed aside and deleted only after the new one is in place.
-
-        Raises:
-            FileExistsError: if ``directory`` exists, is not empty and is not an index (no
-                manifest): it is never overwritten.
-        """
-        target = os.path.abspath(os.fspath(directory))
-        parent, name = os.path.split(target)
-        os.makedirs(parent, exist_ok=True)
-        if os.path.exists(target) and os.listdir(target) and not os.path.isfile(
-                os.path.join(target, MANIFEST)):
-            raise FileExistsError(f"{target}: exists and is not a provjax index; not replacing")
-        if self.backend == "scann" and self._n:
-            self._ensure_searcher()
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-        try:
-            self._write_files(tmp)
-            _fsync_path(tmp)
-            self._swap_into_place(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    def _write_files(self, tmp: str) -> None:
-        _save_npy(os.path.join(tmp, VECTORS), self._vecs[:self._n])
-        _save_npy(os.path.join(tmp, IDS), self._ids[:self._n])
-        self._meta.save(os.path.join(tmp, METADATA))
-        if self._searcher is not None:
-            scann_dir = os.path.join(tmp, SCANN_DIR)
-            scann_backend.save(self._searcher, scann_dir)
-            for f in os.listdir(scann_dir):
-                _fsync_path(os.path.join(scann_dir, f))
-            _fsync_path(scann_dir)
-        files = {}
-        for root, _, names in os.walk(tmp):
-            for f in sorted(names):
-                full = os.path.join(root, f)
-                rel = os.path.relpath(full, tmp).replace(os.sep, "/")
-                files[rel] = {"sha256": _sha256_of(full), "bytes": os.path.getsize(full)}
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "backend": self.backend,
-            "metric": self.metric,
-            "dim": self.dim,
-            "count": self._n,
-            "scann_rows": self._searcher_rows if self._searcher is not None else 0,
-            "params": self._searcher_params,
-            "fixed_params": self._fixed_params,
-            "saved_at": utc_now(),
-            "files": dict(sorted(files.items())),
-        }
-        path = os.path.join(tmp, MANIFEST)
-        with open(path, "w") as f:
-            json.dump(manifest, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-
-    @staticmethod
-    def _swap_into_place(tmp: str, target: str) -> None:
-        parent, name = os.path.split(target)
-        old = None
-        if os.path.exists(target):
-            old = os.path.join(parent, f".{name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except BaseException:
-            if old is not None:  # put the previous index back
-                os.rename(old, target)
-            raise
-        _fsync_path(parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, verify: bool = True) -> "Index":
-        """Loads an index written by :meth:`save`.
-
-        Args:
-            directory: the index directory.
-            verify: check every file's sha256 against the manifest (sizes are always checked).
-
-        Raises:
-            IndexCorruptError: on a missing manifest or file, a checksum or size mismatch, or
-                contents inconsistent with the manifest; the message names the file.
-        """
-        root = os.path.abspath(os.fspath(directory))
-        mpath = os.path.join(root, MANIFEST)
-        if not os.path.isfile(mpath):
-            raise IndexCorruptError(f"{mpath}: missing (not a provjax index, or save interrupted)")
-        try:
-            with open(mpath) as f:
-                manifest = json.load(f)
-            files = manifest["files"]
-            version = manifest["format_version"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise IndexCorruptError(f"{mpath}: unreadable manifest ({e})") from None
-        if version != FORMAT_VERSION:
-            raise IndexCorruptError(f"{mpath}: format version {version} not supported "
-                                    f"(this provjax reads {FORMAT_VERSION})")
-        for rel in (VECTORS, IDS, METADATA):
-            if rel not in files:
-                raise IndexCorruptError(f"{mpath}: manifest does not list {rel}")
-        for rel, info in files.items():
-            if os.path.isabs(rel) or os.path.normpath(rel).startswith(".."):
-                raise IndexCorruptError(f"{mpath}: file entry {rel!r} points outside the index")
-            path = os.path.join(root, rel)
-            if not os.path.isfile(path):
-                raise IndexCorruptError(f"{path}: missing")
-            if os.path.getsize(path) != info["bytes"]:
-                raise IndexCorruptError(f"{path}: size {os.path.getsize(path)} does not match "
-                                        f"manifest ({info['bytes']} bytes)")
-            if verify and _sha256_of(path) != info["sha256"]:
-                raise IndexCorruptError(f"{path}: checksum mismatch (sha256 differs from "
-                                        "manifest); the file is corrupt")
-
-        index = cls(manifest["dim"], backend=manifest["backend"], metric=manifest["metric"],
-                    scann_params=manifest.get("fixed_params"))
-        try:
-            vecs = np.load(os.path.join(root, VECTORS), allow_pickle=False)
-            ids = np.load(os.path.join(root, IDS), allow_pickle=False)
-        except ValueError as e:
-            raise IndexCorruptError(f"{root}: unreadable array ({e})") from None
-        n = manifest["count"]
-        if vecs.shape != (n, index.dim) or vecs.dtype != np.float32:
-            raise IndexCorruptError(f"{os.path.join(root, VECTORS)}: shape {vecs.shape} "
-                                    f"{vecs.dtype}, manifest says ({n}, {index.dim}) float32")
-        if ids.shape != (n,) or ids.dtype != np.int64:
-            raise IndexCorruptError(f"{os.path.join(root, IDS)}: shape {ids.shape} {ids.dtype}, "
-                                    f"manifest says ({n},) int64")
-        index._vecs, index._ids, index._n = vecs, ids, n
-        index._meta = MetadataStore.load(os.path.join(root, METADATA))
-        if len(index._meta) != n:
-            raise IndexCorruptError(f"{os.path.join(root, METADATA)}: {len(index._meta)} rows, "
-                                    f"manifest says {n}")
-        scann_rows = manifest.get("scann_rows", 0)
-        if not 0 <= scann_rows <= n or (scann_rows and index.backend != "scann"):
-            raise IndexCorruptError(f"{mpath}: scann_rows {scann_rows} inconsistent with count "
-                                    f"{n} and backend {index.backend!r}")
-        if scann_rows:
-            index._searcher = scann_backend.load(os.path.join(root, SCANN_DIR))
-            index._searcher_rows = scann_rows
-            index._searcher_params = manifest["params"]
-        return index
+    index = cls(
+        manifest["dim"],
+        backend=manifest["backend"],
+        metric=manifest["metric"],
+        scann_params=manifest.get("fixed_params"),
+    )
+    try:
+      vecs = np.load(os.path.join(root, VECTORS), allow_pickle=False)
+      ids = np.load(os.path.join(root, IDS), allow_pickle=False)
+    except ValueError as e:
+      raise IndexCorruptError(f"{root}: unreadable array ({e})") from None
+    n = manifest["count"]
+    if vecs.shape != (n, index.dim) or vecs.dtype != np.float32:
+      raise IndexCorruptError(
+          f"{os.path.join(root, VECTORS)}: shape {vecs.shape} "
+          f"{vecs.dtype}, manifest says ({n}, {index.dim}) float32"
+      )
+    if ids.shape != (n,) or ids.dtype != np.int64:
+      raise IndexCorruptError(
+          f"{os.path.join(root, IDS)}: shape {ids.shape} {ids.dtype}, "
+          f"manifest says ({n},) int64"
+      )
+    index._vecs, index._ids, index._n = vecs, ids, n
+    index._meta = MetadataStore.load(os.path.join(root, METADATA))
+    if len(index._meta) != n:
+      raise IndexCorruptError(
+          f"{os.path.join(root, METADATA)}: {len(index._meta)} rows, " f"manifest says {n}"
+      )
+    scann_rows = manifest.get("scann_rows", 0)
+    if not 0 <= scann_rows <= n or (scann_rows and index.backend != "scann"):
+      raise IndexCorruptError(
+          f"{mpath}: scann_rows {scann_rows} inconsistent with count "
+          f"{n} and backend {index.backend!r}"
+      )
+    if scann_rows:
+      index._searcher = scann_backend.load(os.path.join(root, SCANN_DIR))
+      index._searcher_rows = scann_rows
+      index._searcher_params = manifest["params"]
+    return index

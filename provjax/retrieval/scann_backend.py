@@ -27,129 +27,141 @@ POINTS_SCANNED = 2_500
 
 
 def scann_params(n: int) -> dict:
-    """Chooses ScaNN parameters from the database size.
+  """Chooses ScaNN parameters from the database size.
 
-    * ``n < 20,000``: brute force (exact float32 scoring); a tree does not pay off.
-    * otherwise tree + asymmetric hashing (AH) + exact float32 reordering:
+  * ``n < 20,000``: brute force (exact float32 scoring); a tree does not pay off.
+  * otherwise tree + asymmetric hashing (AH) + exact float32 reordering:
 
-      - ``num_leaves = 4 sqrt(n)``, at most ``n / 100`` (k-means wants ~100 points per leaf)
-        and at most 20,000. A leaf count ~ sqrt(n) balances scoring the centroids against
-        scanning leaves. Small leaves also help AH: it quantises each point's *residual* from
-        its leaf centre, and smaller residuals quantise more accurately, so fewer candidates
-        need re-scoring. At 1M, 4,000 leaves reached recall@10 0.9999 where 2,000 leaves
-        plateaued at 0.996 and 1,000 leaves at 0.94 with the same reorder budget.
-      - ``leaves_to_search``: enough leaves to AH-score about 2,500 points per query
-        (``2500 * num_leaves / n``, at least 8): 10 of 4,000 at 1M, a larger fraction for
-        small databases, whose leaves are small and where extra leaves cost little;
-      - k-means trained on ``100 * num_leaves`` sampled points (at least 100k, at most n).
-        Fewer is false economy: at 1M with 4,000 leaves a 40-per-leaf sample made recall@10
-        collapse to 0.71 at any search setting (likely because partitions under ScaNN's minimum
-        size of 50 sampled points get degenerate centres);
-      - AH with 2 dimensions per 4-bit block and anisotropic threshold 0.2;
-      - the best ``reorder = 80`` AH candidates re-scored exactly.
+    - ``num_leaves = 4 sqrt(n)``, at most ``n / 100`` (k-means wants ~100 points per leaf)
+      and at most 20,000. A leaf count ~ sqrt(n) balances scoring the centroids against
+      scanning leaves. Small leaves also help AH: it quantises each point's *residual* from
+      its leaf centre, and smaller residuals quantise more accurately, so fewer candidates
+      need re-scoring. At 1M, 4,000 leaves reached recall@10 0.9999 where 2,000 leaves
+      plateaued at 0.996 and 1,000 leaves at 0.94 with the same reorder budget.
+    - ``leaves_to_search``: enough leaves to AH-score about 2,500 points per query
+      (``2500 * num_leaves / n``, at least 8): 10 of 4,000 at 1M, a larger fraction for
+      small databases, whose leaves are small and where extra leaves cost little;
+    - k-means trained on ``100 * num_leaves`` sampled points (at least 100k, at most n).
+      Fewer is false economy: at 1M with 4,000 leaves a 40-per-leaf sample made recall@10
+      collapse to 0.71 at any search setting (likely because partitions under ScaNN's minimum
+      size of 50 sampled points get degenerate centres);
+    - AH with 2 dimensions per 4-bit block and anisotropic threshold 0.2;
+    - the best ``reorder = 80`` AH candidates re-scored exactly.
 
-    The 1M-vector operating point (4,000 leaves, 10 searched, reorder 80: recall@10 0.998 at
-    ~19.5k QPS on 2 cores) was chosen with ``provjax.eval.bench_retrieval`` (see the table in
-    its module docstring).
+  The 1M-vector operating point (4,000 leaves, 10 searched, reorder 80: recall@10 0.998 at
+  ~19.5k QPS on 2 cores) was chosen with ``provjax.eval.bench_retrieval`` (see the table in
+  its module docstring).
 
-    Args:
-        n: number of database vectors.
+  Args:
+      n: number of database vectors.
 
-    Returns:
-        A dict of parameters for :func:`build_searcher`; ``{"mode": "brute_force"}`` or
-        ``{"mode": "tree_ah", "num_leaves", "leaves_to_search", "training_sample_size",
-        "dims_per_block", "anisotropic_threshold", "reorder"}``.
-    """
-    if n < BRUTE_FORCE_MAX:
-        return {"mode": "brute_force"}
-    num_leaves = int(max(100, min(20_000, n // 100, round(4 * math.sqrt(n)))))
-    return {
-        "mode": "tree_ah",
-        "num_leaves": num_leaves,
-        "leaves_to_search": max(8, math.ceil(POINTS_SCANNED * num_leaves / n)),
-        # ~100 sampled points per centre keeps every partition above ScaNN's minimum size;
-        # training on the whole of a large database would only slow the build.
-        "training_sample_size": int(min(n, max(100_000, 100 * num_leaves))),
-        "dims_per_block": 2,
-        "anisotropic_threshold": 0.2,
-        "reorder": 80,
-    }
+  Returns:
+      A dict of parameters for :func:`build_searcher`; ``{"mode": "brute_force"}`` or
+      ``{"mode": "tree_ah", "num_leaves", "leaves_to_search", "training_sample_size",
+      "dims_per_block", "anisotropic_threshold", "reorder"}``.
+  """
+  if n < BRUTE_FORCE_MAX:
+    return {"mode": "brute_force"}
+  num_leaves = int(max(100, min(20_000, n // 100, round(4 * math.sqrt(n)))))
+  return {
+      "mode": "tree_ah",
+      "num_leaves": num_leaves,
+      "leaves_to_search": max(8, math.ceil(POINTS_SCANNED * num_leaves / n)),
+      # ~100 sampled points per centre keeps every partition above ScaNN's minimum size;
+      # training on the whole of a large database would only slow the build.
+      "training_sample_size": int(min(n, max(100_000, 100 * num_leaves))),
+      "dims_per_block": 2,
+      "anisotropic_threshold": 0.2,
+      "reorder": 80,
+  }
 
 
 def build_searcher(db: np.ndarray, k: int, params: dict, threads: int | None = None):
-    """Builds a ScaNN searcher for inner-product search.
+  """Builds a ScaNN searcher for inner-product search.
 
-    Args:
-        db: float32 ``[N, d]`` database (``N >= 1``).
-        k: default number of neighbours.
-        params: output of :func:`scann_params` (possibly edited).
-        threads: training and search threads (default: all cores).
+  Args:
+      db: float32 ``[N, d]`` database (``N >= 1``).
+      k: default number of neighbours.
+      params: output of :func:`scann_params` (possibly edited).
+      threads: training and search threads (default: all cores).
 
-    Returns:
-        A ``scann_ops_pybind.ScannSearcher``.
-    """
-    db = np.ascontiguousarray(db, dtype=np.float32)
-    threads = threads or os.cpu_count() or 1
-    builder = scann_ops_pybind.builder(db, k, "dot_product").set_n_training_threads(threads)
-    if params["mode"] == "brute_force":
-        builder = builder.score_brute_force()
-    else:
-        num_leaves = min(params["num_leaves"], db.shape[0])
-        builder = builder.tree(
+  Returns:
+      A ``scann_ops_pybind.ScannSearcher``.
+  """
+  db = np.ascontiguousarray(db, dtype=np.float32)
+  threads = threads or os.cpu_count() or 1
+  builder = scann_ops_pybind.builder(db, k, "dot_product").set_n_training_threads(threads)
+  if params["mode"] == "brute_force":
+    builder = builder.score_brute_force()
+  else:
+    num_leaves = min(params["num_leaves"], db.shape[0])
+    builder = (
+        builder.tree(
             num_leaves=num_leaves,
             num_leaves_to_search=min(params["leaves_to_search"], num_leaves),
             training_sample_size=min(params["training_sample_size"], db.shape[0]),
-        ).score_ah(
+        )
+        .score_ah(
             params["dims_per_block"],
             anisotropic_quantization_threshold=params["anisotropic_threshold"],
-        ).reorder(params["reorder"])
-    searcher = builder.build()
-    searcher.set_num_threads(threads)
-    return searcher
+        )
+        .reorder(params["reorder"])
+    )
+  searcher = builder.build()
+  searcher.set_num_threads(threads)
+  return searcher
 
 
-def search(searcher, queries: np.ndarray, k: int, leaves_to_search: int | None = None,
-           reorder: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Searches a batch of queries.
+def search(
+    searcher,
+    queries: np.ndarray,
+    k: int,
+    leaves_to_search: int | None = None,
+    reorder: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Searches a batch of queries.
 
-    Args:
-        searcher: a ScaNN searcher from :func:`build_searcher` or :func:`load`.
-        queries: float ``[Q, d]``.
-        k: neighbours per query.
-        leaves_to_search: override the built-in number of leaves searched (tree only).
-        reorder: override the number of candidates re-scored exactly (tree only).
+  Args:
+      searcher: a ScaNN searcher from :func:`build_searcher` or :func:`load`.
+      queries: float ``[Q, d]``.
+      k: neighbours per query.
+      leaves_to_search: override the built-in number of leaves searched (tree only).
+      reorder: override the number of candidates re-scored exactly (tree only).
 
-    Returns:
-        ``(scores float32 [Q, k], row indices int64 [Q, k])``, best first, padded with
-        ``-inf`` / ``-1`` when fewer than ``k`` neighbours exist.
-    """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    q = queries.shape[0]
-    scores = np.full((q, k), -np.inf, np.float32)
-    idx = np.full((q, k), -1, np.int64)
-    if q == 0:
-        return scores, idx
-    pre = None if reorder is None else max(reorder, k)
-    rows, dists = searcher.search_batched_parallel(
-        queries, final_num_neighbors=k, pre_reorder_num_neighbors=pre,
-        leaves_to_search=leaves_to_search)
-    rows, dists = np.asarray(rows).astype(np.int64), np.asarray(dists)  # ScaNN gives uint32
-    if rows.ndim == 2 and rows.shape[1]:
-        m = min(k, rows.shape[1])
-        # ScaNN fills the slots it has no neighbour for with NaN scores (and row 0).
-        found = ~np.isnan(dists[:, :m])
-        idx[:, :m] = np.where(found, rows[:, :m], -1)
-        scores[:, :m] = np.where(found, dists[:, :m], -np.inf)
+  Returns:
+      ``(scores float32 [Q, k], row indices int64 [Q, k])``, best first, padded with
+      ``-inf`` / ``-1`` when fewer than ``k`` neighbours exist.
+  """
+  queries = np.ascontiguousarray(queries, dtype=np.float32)
+  q = queries.shape[0]
+  scores = np.full((q, k), -np.inf, np.float32)
+  idx = np.full((q, k), -1, np.int64)
+  if q == 0:
     return scores, idx
+  pre = None if reorder is None else max(reorder, k)
+  rows, dists = searcher.search_batched_parallel(
+      queries,
+      final_num_neighbors=k,
+      pre_reorder_num_neighbors=pre,
+      leaves_to_search=leaves_to_search,
+  )
+  rows, dists = np.asarray(rows).astype(np.int64), np.asarray(dists)  # ScaNN gives uint32
+  if rows.ndim == 2 and rows.shape[1]:
+    m = min(k, rows.shape[1])
+    # ScaNN fills the slots it has no neighbour for with NaN scores (and row 0).
+    found = ~np.isnan(dists[:, :m])
+    idx[:, :m] = np.where(found, rows[:, :m], -1)
+    scores[:, :m] = np.where(found, dists[:, :m], -np.inf)
+  return scores, idx
 
 
 def save(searcher, directory: str) -> None:
-    """Serialises a searcher into ``directory`` (created if needed) with relative paths, so
-    the directory can be moved or renamed (the index saves atomically by renaming)."""
-    os.makedirs(directory, exist_ok=True)
-    searcher.serialize(directory, relative_path=True)
+  """Serialises a searcher into ``directory`` (created if needed) with relative paths, so
+  the directory can be moved or renamed (the index saves atomically by renaming)."""
+  os.makedirs(directory, exist_ok=True)
+  searcher.serialize(directory, relative_path=True)
 
 
 def load(directory: str):
-    """Loads a searcher written by :func:`save`."""
-    return scann_ops_pybind.load_searcher(directory)
+  """Loads a searcher written by :func:`save`."""
+  return scann_ops_pybind.load_searcher(directory)

@@ -8,6 +8,7 @@
 
 The trainer knows nothing else about a task.
 """
+
 import importlib
 
 

@@ -10,6 +10,7 @@ Loss (specs/simprov.md 2.7):
   + 0.5 * mean_b (1 - cos(heatmap_b * [argmax_b != 0], gt_b))
   + 1.0 * photometric MSE(R, warp(Q)) over valid pixels of non-distinct pairs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,6 +34,7 @@ BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
 @dataclasses.dataclass(frozen=True)
 class Field:
   """One batch entry: symbolic shape, dtype and meaning."""
+
   shape: tuple
   dtype: str
   doc: str
@@ -42,8 +44,11 @@ SCHEMA = {
     "ref": Field(("B", "H", "W", 3), "float32", "original R, RGB in [0, 1]"),
     "query": Field(("B", "H", "W", 3), "float32", "query Q, RGB in [0, 1], same size as R"),
     "label": Field(("B",), "int32", "0 benign, 1 manipulated, 2 distinct"),
-    "heatmap": Field(("B", "grid", "grid"), "float32",
-                     "edit map in R's frame: 0 benign, 1 distinct, coverage if manipulated"),
+    "heatmap": Field(
+        ("B", "grid", "grid"),
+        "float32",
+        "edit map in R's frame: 0 benign, 1 distinct, coverage if manipulated",
+    ),
 }
 
 
@@ -59,8 +64,9 @@ def check_batch(batch: Mapping, grid: int) -> None:
     for dim, sym in zip(shape, field.shape):
       want = sizes.setdefault(sym, dim) if isinstance(sym, str) else sym
       if dim != want:
-        raise ValueError(f"batch[{key!r}] has shape {shape}, expected {field.shape} "
-                         f"with {sym}={want}")
+        raise ValueError(
+            f"batch[{key!r}] has shape {shape}, expected {field.shape} " f"with {sym}={want}"
+        )
     if np.dtype(batch[key].dtype) != np.dtype(field.dtype):
       raise ValueError(f"batch[{key!r}] is {batch[key].dtype}, expected {field.dtype}")
 
@@ -100,13 +106,16 @@ def photometric_loss(ref, warped, valid, use):
   """
   v = valid.astype(jnp.float32)[..., None]
   per_pixel = jnp.square(ref.astype(jnp.float32) - warped.astype(jnp.float32)) * v
-  per_sample = jnp.sum(per_pixel, (1, 2, 3)) / (ref.shape[-1] * jnp.maximum(jnp.sum(v, (1, 2, 3)), 1.0))
+  per_sample = jnp.sum(per_pixel, (1, 2, 3)) / (
+      ref.shape[-1] * jnp.maximum(jnp.sum(v, (1, 2, 3)), 1.0)
+  )
   w = use.astype(jnp.float32)
   return jnp.sum(per_sample * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def make_loss_fn(cls_weight: float = 0.5, heatmap_weight: float = 0.5,
-                 photometric_weight: float = 1.0):
+def make_loss_fn(
+    cls_weight: float = 0.5, heatmap_weight: float = 0.5, photometric_weight: float = 1.0
+):
   """Builds `loss(model, batch, rngs=None) -> (loss, metrics)` with these weights.
 
   The weights are closed over rather than keyword arguments because
@@ -140,8 +149,13 @@ def make_loss_fn(cls_weight: float = 0.5, heatmap_weight: float = 0.5,
     heat = cosine_heatmap_loss(out["heatmap"] * keep, batch["heatmap"]).mean()
     photo = photometric_loss(batch["ref"], out["warped"], out["valid"], labels != DISTINCT)
     total = cls_weight * ce + heatmap_weight * heat + photometric_weight * photo
-    metrics = dict(loss=total, ce=ce, heatmap=heat, photometric=photo,
-                   accuracy=jnp.mean((pred_cls == labels).astype(jnp.float32)))
+    metrics = dict(
+        loss=total,
+        ce=ce,
+        heatmap=heat,
+        photometric=photo,
+        accuracy=jnp.mean((pred_cls == labels).astype(jnp.float32)),
+    )
     return total, metrics
 
   return loss_fn
@@ -192,9 +206,14 @@ def evaluate_batches(model, batches: Iterable[Mapping], *, jit: bool = True) -> 
   confusion = np.zeros((3, 3), np.int64)
   np.add.at(confusion, (labels, preds), 1)
   manip = [v for y, v in iou if y == MANIPULATED]
-  return dict(accuracy=float(np.mean(labels == preds)), confusion=confusion,
-              iou=_mean(manip), iou_nonbenign=_mean([v for _, v in iou]),
-              emptiness=_mean(empt), count=int(labels.size))
+  return dict(
+      accuracy=float(np.mean(labels == preds)),
+      confusion=confusion,
+      iou=_mean(manip),
+      iou_nonbenign=_mean([v for _, v in iou]),
+      emptiness=_mean(empt),
+      count=int(labels.size),
+  )
 
 
 def _mean(values) -> float:
@@ -202,6 +221,7 @@ def _mean(values) -> float:
 
 
 # ------------------------------------------------------- trainer contract ---
+
 
 def to_float(batch: Mapping) -> dict:
   """uint8 images from the pipeline (4x less to transfer) -> float32 in [0, 1]."""
@@ -232,8 +252,7 @@ def make_example(record, rng: np.random.Generator, *, size: int, grid: int) -> d
 def train_data(config, *, start_step: int = 0):
   """Deterministic infinite batches; batch i depends only on (seed, i)."""
   map_fn = functools.partial(make_example, size=config.data.image_size, grid=config.data.grid)
-  return pipeline.training_batches(_source(config, "train"), config, map_fn,
-                                   start_step=start_step)
+  return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
 
 
 def eval_batches(config) -> list[dict]:
@@ -241,11 +260,15 @@ def eval_batches(config) -> list[dict]:
   source = _source(config, "test")
   n = min(len(source), config.eval.num_pairs)
   rng = np.random.default_rng(config.eval.seed)
-  examples = [make_example(source[i], rng, size=config.data.image_size, grid=config.data.grid)
-              for i in range(n)]
+  examples = [
+      make_example(source[i], rng, size=config.data.image_size, grid=config.data.grid)
+      for i in range(n)
+  ]
   b = config.eval.batch_size
-  return [to_float({k: np.stack([e[k] for e in examples[i:i + b]]) for k in examples[0]})
-          for i in range(0, n, b)]
+  return [
+      to_float({k: np.stack([e[k] for e in examples[i : i + b]]) for k in examples[0]})
+      for i in range(0, n, b)
+  ]
 
 
 def evaluate(model, config) -> dict:

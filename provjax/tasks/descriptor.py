@@ -4,6 +4,7 @@ Batch (specs/simprov.md, section 1): N originals, each with `npos` views;
 half are benign augmentations of the original, half benign augmentations of
 a manipulated version of it, so an edited copy still retrieves its original.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,7 @@ def make_views(record, rng: np.random.Generator, *, npos: int, size: int) -> dic
 def train_data(config, *, start_step: int = 0):
   """Deterministic infinite batches; batch i depends only on (seed, i)."""
   map_fn = functools.partial(make_views, npos=config.data.npos, size=config.data.image_size)
-  return pipeline.training_batches(_source(config, "train"), config, map_fn,
-                                   start_step=start_step)
+  return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
 
 
 def loss_fn(model, batch, rng, config):
@@ -69,10 +69,12 @@ def embed(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
   graphdef, state = nnx.split(model)
   out = []
   for i in range(0, len(images), batch_size):
-    chunk = images[i:i + batch_size]
+    chunk = images[i : i + batch_size]
     pad = batch_size - len(chunk)
-    chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)]) if pad else chunk
-    out.append(np.asarray(_embed(graphdef, state, chunk))[:batch_size - pad])
+    chunk = (
+        np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)]) if pad else chunk
+    )
+    out.append(np.asarray(_embed(graphdef, state, chunk))[: batch_size - pad])
   return np.concatenate(out)
 
 
@@ -88,7 +90,9 @@ def evaluate(model, config) -> dict:
     e = transforms.identity(image)
     gallery.append(transforms.to_size(e, size).image)
     benign.append(transforms.to_size(transforms.random_benign(e, rng), size).image)
-    edited = transforms.random_manipulation(e, rng, donors=[photos.procedural_image(rng, image.shape[0])])
+    edited = transforms.random_manipulation(
+        e, rng, donors=[photos.procedural_image(rng, image.shape[0])]
+    )
     manip.append(transforms.to_size(transforms.random_benign(edited, rng), size).image)
   g = embed(model, np.stack(gallery))
   metrics = {}

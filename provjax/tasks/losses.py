@@ -1,4 +1,5 @@
 """Contrastive losses shared by the retrieval tasks."""
+
 from __future__ import annotations
 
 import jax

@@ -4,6 +4,7 @@ Saves are asynchronous (the step loop goes on while tensorstore writes) and
 atomic (Orbax writes into a temporary directory and renames it when done), so
 a kill at any moment leaves the last complete step restorable.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ class Checkpointer:
   """Keeps the last `keep` train states under `directory`."""
 
   def __init__(self, directory: str | Path, *, keep: int = 3):
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=True
+    )
     self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
   @property

@@ -1,4 +1,5 @@
 """Evaluate a training work dir (latest checkpoint) or released weights."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Metrics as JSON lines (one object per logged step) and on stderr."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ The mesh always has the axes (`data`, `model`). `config.mesh.shape` may use -1
 for "all remaining devices", e.g. (-1, 1) is pure data parallelism and (4, 2)
 splits 8 devices into 4-way data x 2-way model parallelism.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ def make_mesh(shape=(-1, 1), devices=None) -> jax.sharding.Mesh:
   devices = devices if devices is not None else jax.devices()
   shape = resolve_shape(shape, len(devices))
   if math.prod(shape) != len(devices):
-    devices = devices[:math.prod(shape)]
+    devices = devices[: math.prod(shape)]
   return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 2, devices=devices)
 
 

@@ -1,4 +1,5 @@
 """Optimizer and learning-rate schedule from `config.optimizer`."""
+
 from __future__ import annotations
 
 import optax
@@ -23,7 +24,9 @@ def make_optimizer(cfg, steps: int) -> optax.GradientTransformation:
   lr = schedule(cfg, steps)
   wd = cfg.get("weight_decay", 0.0)
   if cfg.name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=cfg.get("momentum", 0.9)))
+    tx = optax.chain(
+        optax.add_decayed_weights(wd), optax.sgd(lr, momentum=cfg.get("momentum", 0.9))
+    )
   elif cfg.name == "adam":
     # torch-style Adam weight decay (L2 added to the gradient), as in the ICN code.
     tx = optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))

@@ -5,6 +5,7 @@ checkpoint/resume, loop with logging, evaluation and the NaN/inf guard. It
 knows nothing model-specific: the task module (`provjax.tasks.<name>`) gives
 the model, the data, the loss and the evaluation.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,8 +90,9 @@ def build_state(config, task, mesh):
   """Model + optimizer created sharded on `mesh` (eager sharding under the mesh)."""
   with jax.set_mesh(mesh), nnx.logical_axis_rules(mesh_lib.sharding_rules(config)):
     model = task.create_model(config, nnx.Rngs(config.seed))
-    optimizer = nnx.Optimizer(model, make_optimizer(config.optimizer, config.train.steps),
-                              wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model, make_optimizer(config.optimizer, config.train.steps), wrt=nnx.Param
+    )
   return nnx.split({"model": model, "opt": optimizer})
 
 
@@ -120,8 +122,14 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
   writer = MetricWriter(workdir / "metrics.jsonl")
   data = task.train_data(config, start_step=start)
   logged, stopped = {}, False
-  bar = tqdm(total=steps, initial=start, disable=not progress or jax.process_index() != 0,
-             file=sys.stderr, desc=config.task, dynamic_ncols=True)
+  bar = tqdm(
+      total=steps,
+      initial=start,
+      disable=not progress or jax.process_index() != 0,
+      file=sys.stderr,
+      desc=config.task,
+      dynamic_ncols=True,
+  )
   with _StopOnSignal() as stop, jax.set_mesh(mesh):
     for step in range(start, steps):
       batch = mesh_lib.shard_batch(next(data), mesh)
@@ -144,16 +152,18 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
   bar.close()
   ckpt.close()
   model = nnx.merge(graphdef, state)["model"]
-  return TrainResult(model=model, step=done if steps > start else start, metrics=logged,
-                     stopped_early=stopped)
+  return TrainResult(
+      model=model, step=done if steps > start else start, metrics=logged, stopped_early=stopped
+  )
 
 
 def _log(writer, step, metrics, bar) -> dict:
   """Fetch metrics (one host sync), stop on NaN/inf, write a JSONL line."""
   values = to_python(metrics)
   if not all_finite(values):
-    raise NonFiniteError(f"non-finite metrics at step {step}: {values}; "
-                         "lower the learning rate or check the data")
+    raise NonFiniteError(
+        f"non-finite metrics at step {step}: {values}; lower the learning rate or check the data"
+    )
   writer.write(step, values)
   bar.set_postfix(loss=f"{values['loss']:.4f}")
   return values

@@ -9,6 +9,7 @@ Geometric ops are written as inverse maps (output pixel -> input position) and
 applied to the image, the tables and the mask with the same positions, so the
 tables compose exactly along chains of affine ops.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,6 +41,7 @@ class Edited:
       the purely geometric source position, used to map `mask` back to the
       original (`targets.source_mask`). None means "same as coords".
   """
+
   image: np.ndarray
   coords: np.ndarray
   mask: np.ndarray
@@ -52,8 +54,10 @@ class Edited:
     if self.image.ndim != 3 or self.image.shape[2] != 3:
       raise ValueError(f"image must be HxWx3, got {self.image.shape}")
     if self.coords.shape != (h, w, 2) or self.mask.shape != (h, w):
-      raise ValueError(f"coords {self.coords.shape} / mask {self.mask.shape} "
-                       f"do not match image {self.image.shape}")
+      raise ValueError(
+          f"coords {self.coords.shape} / mask {self.mask.shape} "
+          f"do not match image {self.image.shape}"
+      )
     if self.geo is not None and self.geo.shape != (h, w, 2):
       raise ValueError(f"geo {self.geo.shape} does not match image")
 
@@ -82,8 +86,9 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 def pixel_grid(h: int, w: int) -> np.ndarray:
   """HxWx2 float32 table of each pixel's own (y, x) centre."""
-  ys, xs = np.meshgrid(np.arange(h, dtype=np.float32),
-                       np.arange(w, dtype=np.float32), indexing="ij")
+  ys, xs = np.meshgrid(
+      np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij"
+  )
   return np.stack([ys, xs], axis=-1)
 
 
@@ -102,8 +107,7 @@ def compose(e: Edited, ops: Sequence[Op], rng: np.random.Generator) -> Edited:
   return e
 
 
-def apply(image: np.ndarray, ops: Sequence[Op],
-          rng: np.random.Generator) -> Edited:
+def apply(image: np.ndarray, ops: Sequence[Op], rng: np.random.Generator) -> Edited:
   """Applies `ops` to an original image, starting from `identity(image)`."""
   return compose(identity(image), ops, rng)
 
@@ -145,11 +149,11 @@ def invalidate(e: Edited, where: np.ndarray, *, geometric: bool) -> Edited:
 
 # --------------------------------------------------------------- sampling ---
 
+
 def inside(py: np.ndarray, px: np.ndarray, h: int, w: int) -> np.ndarray:
   """True where position (py, px) lies on the input's extent."""
   eps = 1e-4  # tolerate rounding of positions that land exactly on an edge
-  return ((py >= -0.5 - eps) & (py <= h - 0.5 + eps)
-          & (px >= -0.5 - eps) & (px <= w - 0.5 + eps))
+  return (py >= -0.5 - eps) & (py <= h - 0.5 + eps) & (px >= -0.5 - eps) & (px <= w - 0.5 + eps)
 
 
 def _neighbours(p: np.ndarray, n: int):
@@ -171,16 +175,19 @@ class Sampler:
   """
 
   def __init__(self, py: np.ndarray, px: np.ndarray, h: int, w: int):
-    py, px = np.broadcast_arrays(np.asarray(py, np.float32),
-                                 np.asarray(px, np.float32))
+    py, px = np.broadcast_arrays(np.asarray(py, np.float32), np.asarray(px, np.float32))
     self.py, self.px = py, px
     self.y0, self.y1, self.ty = _neighbours(py, h)
     self.x0, self.x1, self.tx = _neighbours(px, w)
     self.inside = inside(py, px, h, w)
     # Flat indices: np.take on a raveled array is ~5x faster than 2-D
     # fancy indexing, and gathers dominate the cost of a warp.
-    self.flat = [self.y0 * w + self.x0, self.y0 * w + self.x1,
-                 self.y1 * w + self.x0, self.y1 * w + self.x1]
+    self.flat = [
+        self.y0 * w + self.x0,
+        self.y0 * w + self.x1,
+        self.y1 * w + self.x0,
+        self.y1 * w + self.x1,
+    ]
 
   def _corners(self, a: np.ndarray):
     flat = a.reshape(a.shape[0] * a.shape[1], -1)
@@ -218,14 +225,12 @@ class Sampler:
     return np.take(mask.ravel(), iy * w + ix) & self.inside
 
 
-def sample_image(image: np.ndarray, py: np.ndarray, px: np.ndarray,
-                 fill=(0, 0, 0)) -> np.ndarray:
+def sample_image(image: np.ndarray, py: np.ndarray, px: np.ndarray, fill=(0, 0, 0)) -> np.ndarray:
   """Bilinear sample of an HxWx3 uint8 image; `fill` off its extent."""
   return Sampler(py, px, *image.shape[:2]).image(image, fill)
 
 
-def sample_table(table: np.ndarray, py: np.ndarray,
-                 px: np.ndarray) -> np.ndarray:
+def sample_table(table: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
   """Bilinear sample of a coordinate table (HxWx2, -1 = invalid).
 
   The result is -1 where the position is off the input or any of the four
@@ -234,8 +239,9 @@ def sample_table(table: np.ndarray, py: np.ndarray,
   return Sampler(py, px, *table.shape[:2]).table(table)
 
 
-def remap(e: Edited, py: np.ndarray, px: np.ndarray, fill=(0, 0, 0),
-          image: np.ndarray | None = None) -> Edited:
+def remap(
+    e: Edited, py: np.ndarray, px: np.ndarray, fill=(0, 0, 0), image: np.ndarray | None = None
+) -> Edited:
   """Applies an inverse map given as input positions for every output pixel.
 
   Args:
@@ -254,20 +260,26 @@ def remap(e: Edited, py: np.ndarray, px: np.ndarray, fill=(0, 0, 0),
   if e.geo is None:
     return Edited(image, s.table(e.coords), s.mask(e.mask))
   both = s.table(np.concatenate([e.coords, e.geo], axis=-1))
-  return Edited(image, np.ascontiguousarray(both[..., :2]), s.mask(e.mask),
-                np.ascontiguousarray(both[..., 2:]))
+  return Edited(
+      image,
+      np.ascontiguousarray(both[..., :2]),
+      s.mask(e.mask),
+      np.ascontiguousarray(both[..., 2:]),
+  )
 
 
 def slice_record(e: Edited, rows: slice, cols: slice) -> Edited:
   """Crops (or flips, with negative steps) every field by array slicing."""
   geo = None if e.geo is None else np.ascontiguousarray(e.geo[rows, cols])
-  return Edited(np.ascontiguousarray(e.image[rows, cols]),
-                np.ascontiguousarray(e.coords[rows, cols]),
-                np.ascontiguousarray(e.mask[rows, cols]), geo)
+  return Edited(
+      np.ascontiguousarray(e.image[rows, cols]),
+      np.ascontiguousarray(e.coords[rows, cols]),
+      np.ascontiguousarray(e.mask[rows, cols]),
+      geo,
+  )
 
 
-def blend(image: np.ndarray, layer: np.ndarray,
-          alpha: np.ndarray) -> np.ndarray:
+def blend(image: np.ndarray, layer: np.ndarray, alpha: np.ndarray) -> np.ndarray:
   """Alpha-blends an HxWx3 `layer` over `image` with HxW `alpha` in [0, 1].
 
   Pixels with alpha 0 are returned bit-exact, so ops that paste a region

@@ -6,6 +6,7 @@ homogeneous pixel-centre positions (x, y, 1), the OpenCV/PIL order; the ops
 invert them and sample the input at the inverse-mapped output grid, using the
 same positions for the image and the tables (`core.remap`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,8 @@ from PIL import Image
 from provjax.transforms import core
 from provjax.transforms.core import Edited
 
-
 # ---------------------------------------------------------------- helpers ---
+
 
 def _translate(tx: float, ty: float) -> np.ndarray:
   return np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], np.float64)
@@ -35,8 +36,7 @@ def _centre(h: int, w: int) -> tuple[float, float]:
 
 def _corners(h: int, w: int) -> np.ndarray:
   """4x2 (x, y) corners of the image extent [-0.5, w-0.5] x [-0.5, h-0.5]."""
-  return np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5],
-                   [-0.5, h - 0.5]], np.float64)
+  return np.array([[-0.5, -0.5], [w - 0.5, -0.5], [w - 0.5, h - 0.5], [-0.5, h - 0.5]], np.float64)
 
 
 def _fill(fill) -> tuple[int, int, int]:
@@ -46,8 +46,9 @@ def _fill(fill) -> tuple[int, int, int]:
   return tuple(int(v) for v in np.broadcast_to(fill, 3))
 
 
-def warp_matrix(e: Edited, matrix: np.ndarray, out_shape: tuple[int, int],
-                fill=(0, 0, 0)) -> Edited:
+def warp_matrix(
+    e: Edited, matrix: np.ndarray, out_shape: tuple[int, int], fill=(0, 0, 0)
+) -> Edited:
   """Warps `e` by a forward 3x3 (or 2x3) matrix onto an `out_shape` canvas.
 
   Args:
@@ -61,8 +62,9 @@ def warp_matrix(e: Edited, matrix: np.ndarray, out_shape: tuple[int, int],
     m = np.vstack([m, [0, 0, 1]])
   inv = np.linalg.inv(m)
   ho, wo = out_shape
-  ys, xs = np.meshgrid(np.arange(ho, dtype=np.float64),
-                       np.arange(wo, dtype=np.float64), indexing="ij")
+  ys, xs = np.meshgrid(
+      np.arange(ho, dtype=np.float64), np.arange(wo, dtype=np.float64), indexing="ij"
+  )
   den = inv[2, 0] * xs + inv[2, 1] * ys + inv[2, 2]
   # Points mapped from behind the camera (den <= 0) have no source.
   safe = np.where(den > 1e-12, den, 1.0)
@@ -85,9 +87,13 @@ def homography_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 # -------------------------------------------------------------- size ops ---
 
-def resize(e: Edited, rng: np.random.Generator | None = None,
-           size: tuple[int, int] | None = None,
-           scale_range: tuple[float, float] = (0.5, 1.5)) -> Edited:
+
+def resize(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    size: tuple[int, int] | None = None,
+    scale_range: tuple[float, float] = (0.5, 1.5),
+) -> Edited:
   """Resizes to `size` = (height, width) with antialiased bilinear filtering.
 
   When `size` is None each side is scaled by an independent factor drawn
@@ -105,25 +111,29 @@ def resize(e: Edited, rng: np.random.Generator | None = None,
   py = (np.arange(ho, dtype=np.float32) + 0.5) * (h / ho) - 0.5
   px = (np.arange(wo, dtype=np.float32) + 0.5) * (w / wo) - 0.5
   py, px = np.meshgrid(py, px, indexing="ij")
-  image = np.asarray(Image.fromarray(e.image).resize((wo, ho),
-                                                     Image.Resampling.BILINEAR))
+  image = np.asarray(Image.fromarray(e.image).resize((wo, ho), Image.Resampling.BILINEAR))
   return core.remap(e, py, px, image=image)
 
 
-def scale(e: Edited, rng: np.random.Generator | None = None,
-          factor: float | None = None,
-          factor_range: tuple[float, float] = (0.6, 1.2)) -> Edited:
+def scale(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    factor: float | None = None,
+    factor_range: tuple[float, float] = (0.6, 1.2),
+) -> Edited:
   """Scales both sides by `factor` (drawn from `factor_range` if None)."""
   if factor is None:
     factor = rng.uniform(*factor_range)
   h, w = e.shape
-  return resize(e, rng, size=(max(1, round(h * factor)),
-                              max(1, round(w * factor))))
+  return resize(e, rng, size=(max(1, round(h * factor)), max(1, round(w * factor))))
 
 
-def aspect(e: Edited, rng: np.random.Generator | None = None,
-           ratio: float | None = None,
-           ratio_range: tuple[float, float] = (0.6, 1.6)) -> Edited:
+def aspect(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    ratio: float | None = None,
+    ratio_range: tuple[float, float] = (0.6, 1.6),
+) -> Edited:
   """Multiplies width/height by `ratio` while keeping the area.
 
   `ratio` is drawn log-uniformly from `ratio_range` when None, so squashing
@@ -143,9 +153,13 @@ def to_size(e: Edited, size: int) -> Edited:
 
 # -------------------------------------------------------- crop, pad, flip ---
 
-def crop(e: Edited, rng: np.random.Generator | None = None,
-         box: tuple[int, int, int, int] | None = None,
-         frac_range: tuple[float, float] = (0.5, 0.9)) -> Edited:
+
+def crop(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    box: tuple[int, int, int, int] | None = None,
+    frac_range: tuple[float, float] = (0.5, 0.9),
+) -> Edited:
   """Crops `box` = (top, left, height, width), exactly, by slicing.
 
   When `box` is None each side keeps a fraction drawn from `frac_range`, at a
@@ -155,18 +169,20 @@ def crop(e: Edited, rng: np.random.Generator | None = None,
   if box is None:
     ch = max(1, round(h * rng.uniform(*frac_range)))
     cw = max(1, round(w * rng.uniform(*frac_range)))
-    box = (int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)),
-           ch, cw)
+    box = (int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw)
   top, left, ch, cw = (int(v) for v in box)
-  if not (0 <= top and 0 <= left and ch > 0 and cw > 0
-          and top + ch <= h and left + cw <= w):
+  if not (0 <= top and 0 <= left and ch > 0 and cw > 0 and top + ch <= h and left + cw <= w):
     raise ValueError(f"crop box {box} outside a {h}x{w} image")
   return core.slice_record(e, slice(top, top + ch), slice(left, left + cw))
 
 
-def pad(e: Edited, rng: np.random.Generator | None = None,
-        widths: tuple[int, int, int, int] | None = None, fill=None,
-        max_frac: float = 0.25) -> Edited:
+def pad(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    widths: tuple[int, int, int, int] | None = None,
+    fill=None,
+    max_frac: float = 0.25,
+) -> Edited:
   """Pads (top, bottom, left, right) with a constant colour.
 
   Padded pixels have coords and geo -1. When None, each width is drawn up to
@@ -174,15 +190,14 @@ def pad(e: Edited, rng: np.random.Generator | None = None,
   """
   h, w = e.shape
   if widths is None:
-    widths = tuple(int(rng.integers(0, int(max_frac * s) + 1))
-                   for s in (h, h, w, w))
+    widths = tuple(int(rng.integers(0, int(max_frac * s) + 1)) for s in (h, h, w, w))
   if fill is None:
     fill = rng.integers(0, 256, size=3) if rng is not None else (0, 0, 0)
   t, b, l, r = (int(v) for v in widths)
   spec = ((t, b), (l, r))
   image = np.empty((h + t + b, w + l + r, 3), np.uint8)
   image[:] = np.asarray(fill, np.uint8)
-  image[t:t + h, l:l + w] = e.image
+  image[t : t + h, l : l + w] = e.image
   table = lambda a: np.pad(a, spec + ((0, 0),), constant_values=core.INVALID)
   geo = None if e.geo is None else table(e.geo)
   return Edited(image, table(e.coords), np.pad(e.mask, spec), geo)
@@ -198,8 +213,9 @@ def vflip(e: Edited, rng: np.random.Generator | None = None) -> Edited:
   return core.slice_record(e, slice(None, None, -1), slice(None))
 
 
-def flip(e: Edited, rng: np.random.Generator | None = None,
-         horizontal: bool | None = None) -> Edited:
+def flip(
+    e: Edited, rng: np.random.Generator | None = None, horizontal: bool | None = None
+) -> Edited:
   """Horizontal or vertical flip; horizontal with p=0.8 when not given."""
   if horizontal is None:
     horizontal = bool(rng.random() < 0.8)
@@ -208,8 +224,10 @@ def flip(e: Edited, rng: np.random.Generator | None = None,
 
 # ----------------------------------------------------------------- warps ---
 
-def rotation_matrix(h: int, w: int, angle: float,
-                    expand: bool) -> tuple[np.ndarray, tuple[int, int]]:
+
+def rotation_matrix(
+    h: int, w: int, angle: float, expand: bool
+) -> tuple[np.ndarray, tuple[int, int]]:
   """Forward matrix and output shape of a rotation about the image centre.
 
   With `expand` the canvas grows to the rotated extent's bounding box (as
@@ -220,16 +238,20 @@ def rotation_matrix(h: int, w: int, angle: float,
     rot = _rotation(angle)[:2, :2]
     pts = _corners(h, w) @ rot.T
     ext = pts.max(0) - pts.min(0)  # (width, height) of the rotated extent
-    shape = (max(1, int(np.ceil(ext[1] - 1e-3))),
-             max(1, int(np.ceil(ext[0] - 1e-3))))
+    shape = (max(1, int(np.ceil(ext[1] - 1e-3))), max(1, int(np.ceil(ext[0] - 1e-3))))
   cx, cy = _centre(h, w)
   ox, oy = _centre(*shape)
   return _translate(ox, oy) @ _rotation(angle) @ _translate(-cx, -cy), shape
 
 
-def rotate(e: Edited, rng: np.random.Generator | None = None,
-           angle: float | None = None, expand: bool | None = None,
-           fill=None, max_angle: float = 30.0) -> Edited:
+def rotate(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    angle: float | None = None,
+    expand: bool | None = None,
+    fill=None,
+    max_angle: float = 30.0,
+) -> Edited:
   """Rotates counter-clockwise by `angle` degrees about the centre.
 
   When None, `angle` is uniform in [-max_angle, max_angle] and `expand` a
@@ -244,24 +266,36 @@ def rotate(e: Edited, rng: np.random.Generator | None = None,
   return warp_matrix(e, m, shape, _fill(fill))
 
 
-def random_affine_matrix(rng: np.random.Generator, h: int, w: int,
-                         max_angle: float = 15.0,
-                         scale_range: tuple[float, float] = (0.8, 1.2),
-                         max_shear: float = 10.0,
-                         max_translate: float = 0.1) -> np.ndarray:
+def random_affine_matrix(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    max_angle: float = 15.0,
+    scale_range: tuple[float, float] = (0.8, 1.2),
+    max_shear: float = 10.0,
+    max_translate: float = 0.1,
+) -> np.ndarray:
   """Forward 3x3 matrix: rotation, scale, shear about the centre, then shift."""
   angle = rng.uniform(-max_angle, max_angle)
   s = rng.uniform(*scale_range)
   shear = np.tan(np.deg2rad(rng.uniform(-max_shear, max_shear)))
   tx, ty = rng.uniform(-max_translate, max_translate, size=2) * (w, h)
   cx, cy = _centre(h, w)
-  lin = _rotation(angle) @ np.diag([s, s, 1.0]) @ np.array(
-      [[1, shear, 0], [0, 1, 0], [0, 0, 1]], np.float64)
+  lin = (
+      _rotation(angle)
+      @ np.diag([s, s, 1.0])
+      @ np.array([[1, shear, 0], [0, 1, 0], [0, 0, 1]], np.float64)
+  )
   return _translate(cx + tx, cy + ty) @ lin @ _translate(-cx, -cy)
 
 
-def affine(e: Edited, rng: np.random.Generator | None = None,
-           matrix: np.ndarray | None = None, fill=None, **ranges) -> Edited:
+def affine(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    matrix: np.ndarray | None = None,
+    fill=None,
+    **ranges,
+) -> Edited:
   """Warps by a 2x3 (or 3x3) forward affine matrix on a same-size canvas.
 
   When `matrix` is None, it is drawn by `random_affine_matrix(rng, h, w,
@@ -272,17 +306,22 @@ def affine(e: Edited, rng: np.random.Generator | None = None,
   return warp_matrix(e, matrix, e.shape, _fill(fill))
 
 
-def random_homography(rng: np.random.Generator, h: int, w: int,
-                      distortion: float = 0.1) -> np.ndarray:
+def random_homography(
+    rng: np.random.Generator, h: int, w: int, distortion: float = 0.1
+) -> np.ndarray:
   """Homography moving each corner by up to `distortion` of the side."""
   src = _corners(h, w)
   dst = src + rng.uniform(-distortion, distortion, size=(4, 2)) * (w, h)
   return homography_from_points(src, dst)
 
 
-def perspective(e: Edited, rng: np.random.Generator | None = None,
-                matrix: np.ndarray | None = None, fill=None,
-                distortion: float = 0.1) -> Edited:
+def perspective(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    matrix: np.ndarray | None = None,
+    fill=None,
+    distortion: float = 0.1,
+) -> Edited:
   """Warps by a forward 3x3 homography on a same-size canvas.
 
   When `matrix` is None the four corners are jittered by up to `distortion`

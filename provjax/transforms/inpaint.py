@@ -7,6 +7,7 @@ inpainting, which is far too slow for holes covering a quarter of the image.
 Fine-scale grain matching the image is added so the fill is not a
 suspiciously flat patch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ def _downsample(img: np.ndarray, known: np.ndarray):
 def _upsample(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
   """Bilinear 2x upsampling (pixel-centre aligned), cropped to `shape`."""
   up = ndimage.zoom(img, (2, 2, 1), order=1, mode="nearest", grid_mode=True)
-  return up[:shape[0], :shape[1]]
+  return up[: shape[0], : shape[1]]
 
 
 def push_pull(img: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -54,8 +55,9 @@ def push_pull(img: np.ndarray, known: np.ndarray) -> np.ndarray:
   return np.where(known[..., None], img, filled)
 
 
-def inpaint(image: np.ndarray, hole: np.ndarray,
-            rng: np.random.Generator | None = None) -> np.ndarray:
+def inpaint(
+    image: np.ndarray, hole: np.ndarray, rng: np.random.Generator | None = None
+) -> np.ndarray:
   """Fills `hole` (HxW bool) of an HxWx3 uint8 image; the rest is untouched.
 
   With `rng`, monochrome Gaussian grain of the image's own high-frequency
@@ -64,8 +66,7 @@ def inpaint(image: np.ndarray, hole: np.ndarray,
   img = image.astype(np.float32)
   fill = push_pull(img, ~hole)
   # Smooth the pyramid's residual seams inside the hole only.
-  fill = np.where(hole[..., None],
-                  ndimage.gaussian_filter(fill, (1.5, 1.5, 0)), img)
+  fill = np.where(hole[..., None], ndimage.gaussian_filter(fill, (1.5, 1.5, 0)), img)
   if rng is not None and (~hole).any():
     detail = img - ndimage.gaussian_filter(img, (1.0, 1.0, 0))
     std = 0.5 * float(detail[~hole].std())  # half: edges inflate the std

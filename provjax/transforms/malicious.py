@@ -8,6 +8,7 @@ which is what `targets.source_mask` uses to map the mask back to the
 original. Feathering fades the pasted content inwards from the region's
 border, so pixels outside the mask are left bit-exact.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -36,9 +37,12 @@ def _polygon(rng: np.random.Generator, box) -> list[tuple[float, float]]:
   return list(zip(cx + rx * rad * np.cos(ang), cy + ry * rad * np.sin(ang)))
 
 
-def region_mask(rng: np.random.Generator, shape: tuple[int, int],
-                area_range: tuple[float, float] = (0.03, 0.25),
-                kind: str | None = None) -> np.ndarray:
+def region_mask(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    area_range: tuple[float, float] = (0.03, 0.25),
+    kind: str | None = None,
+) -> np.ndarray:
   """HxW bool region of a random shape covering about `area_range`.
 
   Polygons' areas vary around their aim, so a draw more than 20 % outside
@@ -52,8 +56,9 @@ def region_mask(rng: np.random.Generator, shape: tuple[int, int],
   return region
 
 
-def _draw_region(rng: np.random.Generator, shape: tuple[int, int],
-                 area_range: tuple[float, float], kind: str) -> np.ndarray:
+def _draw_region(
+    rng: np.random.Generator, shape: tuple[int, int], area_range: tuple[float, float], kind: str
+) -> np.ndarray:
   """One random region of `kind` aiming at an area drawn from the range."""
   h, w = shape
   area = rng.uniform(*area_range) * h * w / _FILL[kind]
@@ -73,8 +78,7 @@ def _draw_region(rng: np.random.Generator, shape: tuple[int, int],
   return np.asarray(canvas) > 0
 
 
-def _alpha(rng: np.random.Generator, region: np.ndarray,
-           soft: bool | None) -> np.ndarray:
+def _alpha(rng: np.random.Generator, region: np.ndarray, soft: bool | None) -> np.ndarray:
   """Blend weights: 1 inside a hard region, or feathered inwards if soft."""
   if soft is None:
     soft = bool(rng.random() < 0.5)
@@ -84,8 +88,7 @@ def _alpha(rng: np.random.Generator, region: np.ndarray,
   return alpha
 
 
-def _offset(rng: np.random.Generator, region: np.ndarray, shape,
-            separate: bool) -> tuple[int, int]:
+def _offset(rng: np.random.Generator, region: np.ndarray, shape, separate: bool) -> tuple[int, int]:
   """Random (dy, dx) keeping the region's box inside a frame of `shape`.
 
   With `separate`, shifts whose source overlaps the region by more than a
@@ -110,8 +113,9 @@ def _manipulated(e: Edited, image: np.ndarray, region: np.ndarray) -> Edited:
   return core.replace(e, mask=e.mask | region)
 
 
-def _paste(e: Edited, rng: np.random.Generator, source: np.ndarray,
-           region, soft, offset, separate: bool) -> Edited:
+def _paste(
+    e: Edited, rng: np.random.Generator, source: np.ndarray, region, soft, offset, separate: bool
+) -> Edited:
   """Pastes `source` shifted by `offset` into `region` of `e`."""
   if region is None:
     region = region_mask(rng, e.shape)
@@ -123,9 +127,14 @@ def _paste(e: Edited, rng: np.random.Generator, source: np.ndarray,
   return _manipulated(e, image, region)
 
 
-def splice(e: Edited, rng: np.random.Generator, donor: np.ndarray,
-           region: np.ndarray | None = None, soft: bool | None = None,
-           offset: tuple[int, int] | None = None) -> Edited:
+def splice(
+    e: Edited,
+    rng: np.random.Generator,
+    donor: np.ndarray,
+    region: np.ndarray | None = None,
+    soft: bool | None = None,
+    offset: tuple[int, int] | None = None,
+) -> Edited:
   """Pastes a region of another image (`donor`, resized to fit if needed).
 
   Args:
@@ -139,14 +148,19 @@ def splice(e: Edited, rng: np.random.Generator, donor: np.ndarray,
   """
   donor = core.as_rgb_uint8(donor)
   if donor.shape[:2] != e.shape:
-    donor = np.asarray(Image.fromarray(donor).resize(
-        (e.shape[1], e.shape[0]), Image.Resampling.BILINEAR))
+    donor = np.asarray(
+        Image.fromarray(donor).resize((e.shape[1], e.shape[0]), Image.Resampling.BILINEAR)
+    )
   return _paste(e, rng, donor, region, soft, offset, separate=False)
 
 
-def copy_move(e: Edited, rng: np.random.Generator,
-              region: np.ndarray | None = None, soft: bool | None = None,
-              offset: tuple[int, int] | None = None) -> Edited:
+def copy_move(
+    e: Edited,
+    rng: np.random.Generator,
+    region: np.ndarray | None = None,
+    soft: bool | None = None,
+    offset: tuple[int, int] | None = None,
+) -> Edited:
   """Copies another part of the image itself into `region`.
 
   Arguments as in `splice`; a random offset is chosen so the copied source
@@ -155,16 +169,16 @@ def copy_move(e: Edited, rng: np.random.Generator,
   return _paste(e, rng, e.image, region, soft, offset, separate=True)
 
 
-def remove(e: Edited, rng: np.random.Generator,
-           region: np.ndarray | None = None) -> Edited:
+def remove(e: Edited, rng: np.random.Generator, region: np.ndarray | None = None) -> Edited:
   """Erases `region` (random if None) and inpaints it (`inpaint.inpaint`)."""
   if region is None:
     region = region_mask(rng, e.shape)
   return _manipulated(e, inpaint.inpaint(e.image, region, rng), region)
 
 
-def random_manipulation(e: Edited, rng: np.random.Generator,
-                        donors: Sequence[np.ndarray] | None = None) -> Edited:
+def random_manipulation(
+    e: Edited, rng: np.random.Generator, donors: Sequence[np.ndarray] | None = None
+) -> Edited:
   """One of splice (only when `donors` are given), copy-move or removal."""
   kinds = ["copy_move", "remove"] + (["splice"] if donors else [])
   kind = kinds[int(rng.integers(len(kinds)))]

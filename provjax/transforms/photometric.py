@@ -4,6 +4,7 @@ are passed through untouched (PixTrace, specs/copy_detection.md section 6).
 Every op is `op(e, rng, **params) -> Edited`; parameters left as None are
 drawn from `rng` at moderate (AugLy / ImageNet-C level 1-3) severity.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,9 +24,12 @@ def _pil(e: Edited) -> Image.Image:
   return Image.fromarray(e.image)
 
 
-def jpeg(e: Edited, rng: np.random.Generator | None = None,
-         quality: int | None = None,
-         quality_range: tuple[int, int] = (20, 75)) -> Edited:
+def jpeg(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    quality: int | None = None,
+    quality_range: tuple[int, int] = (20, 75),
+) -> Edited:
   """JPEG round trip at `quality` (drawn from `quality_range` if None)."""
   if quality is None:
     quality = int(rng.integers(quality_range[0], quality_range[1] + 1))
@@ -35,8 +39,12 @@ def jpeg(e: Edited, rng: np.random.Generator | None = None,
   return _with_image(e, np.asarray(Image.open(buf).convert("RGB")))
 
 
-def noise(e: Edited, rng: np.random.Generator, std: float | None = None,
-          std_range: tuple[float, float] = (3.0, 20.0)) -> Edited:
+def noise(
+    e: Edited,
+    rng: np.random.Generator,
+    std: float | None = None,
+    std_range: tuple[float, float] = (3.0, 20.0),
+) -> Edited:
   """Additive Gaussian noise with standard deviation `std` (0-255 scale)."""
   if std is None:
     std = rng.uniform(*std_range)
@@ -44,14 +52,16 @@ def noise(e: Edited, rng: np.random.Generator, std: float | None = None,
   return _with_image(e, e.image.astype(np.float32) + n)
 
 
-def blur(e: Edited, rng: np.random.Generator | None = None,
-         radius: float | None = None,
-         radius_range: tuple[float, float] = (0.5, 2.5)) -> Edited:
+def blur(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    radius: float | None = None,
+    radius_range: tuple[float, float] = (0.5, 2.5),
+) -> Edited:
   """Gaussian blur with PIL `radius` (standard deviation in pixels)."""
   if radius is None:
     radius = rng.uniform(*radius_range)
-  return _with_image(e, np.asarray(_pil(e).filter(
-      ImageFilter.GaussianBlur(float(radius)))))
+  return _with_image(e, np.asarray(_pil(e).filter(ImageFilter.GaussianBlur(float(radius)))))
 
 
 def _shift_hue(image: np.ndarray, hue: float) -> np.ndarray:
@@ -61,11 +71,15 @@ def _shift_hue(image: np.ndarray, hue: float) -> np.ndarray:
   return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
 
 
-def color_jitter(e: Edited, rng: np.random.Generator | None = None,
-                 brightness: float | None = None,
-                 contrast: float | None = None,
-                 saturation: float | None = None,
-                 hue: float | None = None, strength: float = 1.0) -> Edited:
+def color_jitter(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    brightness: float | None = None,
+    contrast: float | None = None,
+    saturation: float | None = None,
+    hue: float | None = None,
+    strength: float = 1.0,
+) -> Edited:
   """Brightness, contrast and saturation factors, then a hue rotation.
 
   Factors of 1 (and hue 0) are no-ops. Missing ones are drawn around 1 with
@@ -89,19 +103,24 @@ def grayscale(e: Edited, rng: np.random.Generator | None = None) -> Edited:
   return _with_image(e, np.asarray(_pil(e).convert("L")))
 
 
-def sharpen(e: Edited, rng: np.random.Generator | None = None,
-            factor: float | None = None,
-            factor_range: tuple[float, float] = (1.5, 4.0)) -> Edited:
+def sharpen(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    factor: float | None = None,
+    factor_range: tuple[float, float] = (1.5, 4.0),
+) -> Edited:
   """PIL sharpness enhancement by `factor` (1 = unchanged)."""
   if factor is None:
     factor = rng.uniform(*factor_range)
-  return _with_image(e, np.asarray(
-      ImageEnhance.Sharpness(_pil(e)).enhance(float(factor))))
+  return _with_image(e, np.asarray(ImageEnhance.Sharpness(_pil(e)).enhance(float(factor))))
 
 
-def pixelize(e: Edited, rng: np.random.Generator | None = None,
-             ratio: float | None = None,
-             ratio_range: tuple[float, float] = (0.15, 0.5)) -> Edited:
+def pixelize(
+    e: Edited,
+    rng: np.random.Generator | None = None,
+    ratio: float | None = None,
+    ratio_range: tuple[float, float] = (0.15, 0.5),
+) -> Edited:
   """Box-downsamples by `ratio` and blows back up with nearest neighbour.
 
   Each block still shows (an average of) the pixels it covers, so the
@@ -110,16 +129,19 @@ def pixelize(e: Edited, rng: np.random.Generator | None = None,
   if ratio is None:
     ratio = rng.uniform(*ratio_range)
   h, w = e.shape
-  small = _pil(e).resize((max(1, round(w * ratio)), max(1, round(h * ratio))),
-                         Image.Resampling.BOX)
-  return _with_image(e, np.asarray(small.resize((w, h),
-                                                Image.Resampling.NEAREST)))
+  small = _pil(e).resize((max(1, round(w * ratio)), max(1, round(h * ratio))), Image.Resampling.BOX)
+  return _with_image(e, np.asarray(small.resize((w, h), Image.Resampling.NEAREST)))
 
 
-def stripes(e: Edited, rng: np.random.Generator,
-            angle: float | None = None, period: float | None = None,
-            width: float | None = None, opacity: float | None = None,
-            color=None) -> Edited:
+def stripes(
+    e: Edited,
+    rng: np.random.Generator,
+    angle: float | None = None,
+    period: float | None = None,
+    width: float | None = None,
+    opacity: float | None = None,
+    color=None,
+) -> Edited:
   """Semi-transparent parallel stripes (AugLy overlay_stripes).
 
   Opacity stays <= 0.6 when drawn so the content shows through; the pixels

@@ -5,6 +5,7 @@ original's frame; `heatmap_target` turns it into the SImProv comparator's 7x7
 ground truth (area-weighted coverage divided by its maximum,
 specs/simprov.md section 9).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,7 @@ def source_mask(e: Edited, shape: tuple[int, int]) -> np.ndarray:
   if step > 0.7:
     r = max(1, int(np.ceil((step - 1) / 2)))
     st = np.ones((2 * r + 1, 2 * r + 1), bool)
-    out = ndimage.binary_erosion(ndimage.binary_dilation(out, st), st,
-                                 border_value=1)
+    out = ndimage.binary_erosion(ndimage.binary_dilation(out, st), st, border_value=1)
   return out
 
 
@@ -60,12 +60,12 @@ def _cell_weights(n: int, grid: int) -> np.ndarray:
   """grid x n overlap lengths of pixel [i, i+1) with each of `grid` cells."""
   edges = np.arange(grid + 1) * (n / grid)
   lo, hi = np.arange(n), np.arange(n) + 1
-  return np.clip(np.minimum(hi[None], edges[1:, None])
-                 - np.maximum(lo[None], edges[:-1, None]), 0, None)
+  return np.clip(
+      np.minimum(hi[None], edges[1:, None]) - np.maximum(lo[None], edges[:-1, None]), 0, None
+  )
 
 
-def heatmap_target(e: Edited, orig_shape: tuple[int, int],
-                   grid: int = 7) -> np.ndarray:
+def heatmap_target(e: Edited, orig_shape: tuple[int, int], grid: int = 7) -> np.ndarray:
   """SImProv heatmap ground truth on a grid x grid grid of the original.
 
   Each cell holds the fraction of its area covered by `source_mask`

@@ -1,4 +1,5 @@
 """Pictures a person can read: heatmap overlays and labelled panels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ def resize_map(values: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6,
-            threshold: float = 0.5) -> np.ndarray:
+def overlay(
+    image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6, threshold: float = 0.5
+) -> np.ndarray:
   """Tint an RGB image red where a [0, 1] heatmap (any size) is hot, outline the hot area.
 
   A single saturated hue reads on any photo, where a multi-colour map gets

@@ -5,6 +5,7 @@ reference location matches its neighbourhood in the query (the "9x9
 correlation layer, 81 channels" of the ICN Dewarper, specs/simprov.md 2.2,
 and the local cost volume of flow networks such as PWC-Net/RAFT).
 """
+
 from __future__ import annotations
 
 import jax
@@ -47,8 +48,9 @@ def local_correlation(feat_a, feat_b, radius: int):
 
   def row(dy):
     band = jax.lax.dynamic_slice_in_dim(padded, dy, h, axis=1)
-    return jnp.stack([jnp.sum(feat_a * band[:, :, dx:dx + w], axis=-1)
-                      for dx in range(size)], axis=-1)
+    return jnp.stack(
+        [jnp.sum(feat_a * band[:, :, dx : dx + w], axis=-1) for dx in range(size)], axis=-1
+    )
 
   rows = jax.lax.map(row, jnp.arange(size))  # [2r+1 (dy), B, h, w, 2r+1 (dx)]
   return jnp.moveaxis(rows, 0, 3).reshape(b, h, w, size * size)

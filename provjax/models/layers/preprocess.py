@@ -1,4 +1,5 @@
 """Input normalisation shared by the ImageNet-style backbones."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -16,6 +16,7 @@ On a feature map of stride s, feature cell f covers pixel centre
 s * f + (s - 1) / 2 (jax.image.resize's half-pixel convention), so a
 displacement of d feature cells is s * d pixels.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -35,10 +36,12 @@ IDENTITY_AFFINE = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 # Sampling primitives (pure functions)
 # ----------------------------------------------------------------------------
 
+
 def pixel_grid(height: int, width: int, dtype=jnp.float32):
   """[H, W, 2] grid of (y, x) pixel-centre coordinates (the identity warp)."""
-  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=dtype), jnp.arange(width, dtype=dtype),
-                        indexing="ij")
+  ys, xs = jnp.meshgrid(
+      jnp.arange(height, dtype=dtype), jnp.arange(width, dtype=dtype), indexing="ij"
+  )
   return jnp.stack([ys, xs], axis=-1)
 
 
@@ -108,12 +111,16 @@ def affine_grid(theta, height: int, width: int, *, src_hw: tuple[int, int] | Non
   theta = theta.astype(jnp.float32)
   grid = pixel_grid(height, width)
   v = grid[..., 0] - (height - 1) / 2  # centred output rows
-  u = grid[..., 1] - (width - 1) / 2   # centred output columns
+  u = grid[..., 1] - (width - 1) / 2  # centred output columns
 
   def row(r, size):
     t = theta[:, r, :, None, None]
-    return ((size - 1) / 2 + t[:, 0] * (size / width) * u + t[:, 1] * (size / height) * v
-            + t[:, 2] * (size / 2))
+    return (
+        (size - 1) / 2
+        + t[:, 0] * (size / width) * u
+        + t[:, 1] * (size / height) * v
+        + t[:, 2] * (size / 2)
+    )
 
   return jnp.stack([row(1, src_h), row(0, src_w)], axis=-1)
 
@@ -172,6 +179,7 @@ def _pool_matrix(size: int, out: int, dtype):
 # Modules
 # ----------------------------------------------------------------------------
 
+
 class WarpFeatures(nnx.Module):
   """Shared conv pyramid for R and Q: three conv3x3/2-BN-ReLU stages.
 
@@ -206,15 +214,13 @@ class AffineSTN(nnx.Module):
   the module starts as the identity warp (spec 2.2).
   """
 
-  def __init__(self, feat_ch: int, *, radius: int, hidden: int, rngs: nnx.Rngs,
-               pool: int = 4):
+  def __init__(self, feat_ch: int, *, radius: int, hidden: int, rngs: nnx.Rngs, pool: int = 4):
     self.radius, self.pool = radius, pool
     in_ch = 2 * feat_ch + (2 * radius + 1) ** 2
     self.conv = conv(in_ch, feat_ch, 3, strides=2, rngs=rngs)
     self.bn = batch_norm(feat_ch, rngs=rngs)
     self.fc = dense(feat_ch * pool * pool, hidden, rngs=rngs)
-    self.out = dense(hidden, 6, rngs=rngs, kernel_init=nnx.initializers.zeros,
-                     out_axis=HEAD)
+    self.out = dense(hidden, 6, rngs=rngs, kernel_init=nnx.initializers.zeros, out_axis=HEAD)
     self.out.bias[...] = self.out.bias[...] + jnp.asarray(IDENTITY_AFFINE, jnp.float32)
 
   def __call__(self, feat_r, feat_q, *, train: bool):
@@ -236,8 +242,12 @@ class FlowHead(nnx.Module):
   def __init__(self, feat_ch: int, *, radius: int, hidden: int, rngs: nnx.Rngs):
     self.radius = radius
     in_ch = (2 * radius + 1) ** 2 + feat_ch + 2
-    self.convs = nnx.List([conv(in_ch, hidden, 3, rngs=rngs, use_bias=True),
-                           conv(hidden, hidden, 3, rngs=rngs, use_bias=True)])
+    self.convs = nnx.List(
+        [
+            conv(in_ch, hidden, 3, rngs=rngs, use_bias=True),
+            conv(hidden, hidden, 3, rngs=rngs, use_bias=True),
+        ]
+    )
     self.out = conv(hidden, 2, 3, rngs=rngs, use_bias=True, out_axis=HEAD)
     self.out.kernel[...] = jnp.zeros_like(self.out.kernel[...])
 
@@ -262,8 +272,9 @@ class FlowRefiner(nnx.Module):
   """
 
   def __init__(self, feat_chs: Sequence[int], *, radius: int, hidden: int, rngs: nnx.Rngs):
-    self.heads = nnx.List([FlowHead(ch, radius=radius, hidden=hidden, rngs=rngs)
-                           for ch in feat_chs])
+    self.heads = nnx.List(
+        [FlowHead(ch, radius=radius, hidden=hidden, rngs=rngs) for ch in feat_chs]
+    )
 
   def __call__(self, feats_r: Sequence, feats_q: Sequence, theta, height: int, width: int):
     """Returns the full-resolution flow [B, height, width, 2] in pixels.
@@ -277,8 +288,11 @@ class FlowRefiner(nnx.Module):
     for head, fr, fq in zip(self.heads, feats_r, feats_q):
       h, w = fr.shape[1:3]
       base = affine_grid(theta, h, w, src_hw=fq.shape[1:3])
-      flow = (jnp.zeros((fr.shape[0], h, w, 2), jnp.float32) if flow is None
-              else resize_flow(flow, h, w))
+      flow = (
+          jnp.zeros((fr.shape[0], h, w, 2), jnp.float32)
+          if flow is None
+          else resize_flow(flow, h, w)
+      )
       flow = head(fr, fq, base, flow)
     return resize_flow(flow, height, width)
 
@@ -298,16 +312,25 @@ class WarpModule(nnx.Module):
       2 = coarse-to-fine flow at 1/8 then 1/4.
   """
 
-  def __init__(self, widths: Sequence[int] = (16, 32, 48), *, rngs: nnx.Rngs, radius: int = 4,
-               stn_hidden: int = 128, flow_hidden: int = 32, flow_levels: int = 2):
+  def __init__(
+      self,
+      widths: Sequence[int] = (16, 32, 48),
+      *,
+      rngs: nnx.Rngs,
+      radius: int = 4,
+      stn_hidden: int = 128,
+      flow_hidden: int = 32,
+      flow_levels: int = 2,
+  ):
     if not 0 <= flow_levels <= 2:
       raise ValueError(f"flow_levels must be 0, 1 or 2, got {flow_levels}")
     self.flow_levels = flow_levels
     self.features = WarpFeatures(widths, rngs=rngs)
     self.stn = AffineSTN(widths[-1], radius=radius, hidden=stn_hidden, rngs=rngs)
     chans = [widths[-1], widths[-2]][:flow_levels]
-    self.flow = (FlowRefiner(chans, radius=radius, hidden=flow_hidden, rngs=rngs)
-                 if flow_levels else None)
+    self.flow = (
+        FlowRefiner(chans, radius=radius, hidden=flow_hidden, rngs=rngs) if flow_levels else None
+    )
 
   def sampling_coords(self, ref, query, *, train: bool = False):
     """Where each R pixel samples Q: (coords [B, H, W, 2], theta [B, 2, 3])."""
