@@ -181,5 +181,6 @@ def test_sigterm_saves_and_stops_cleanly(tmp_path):
   assert proc.returncode == 0
   summary = json.loads(out.strip().splitlines()[-1])
   assert summary["stopped_early"] and 0 < summary["step"] < 100000
-  saved = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
-  assert max(saved) == summary["step"]
+  listing = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  saved = [int(name) for name in listing if name.isdigit()]
+  assert saved and max(saved) == summary["step"], listing

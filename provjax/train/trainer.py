@@ -136,7 +136,9 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
       state, metrics = train_step(state, batch, jnp.int32(step))
       done = step + 1
       bar.update(1)
-      last = done == steps or stop.requested
+      # Read the flag once: a SIGTERM landing mid-iteration must not skip the save.
+      stopping = stop.requested
+      last = done == steps or stopping
       if done % tc.log_every == 0 or last:
         logged = _log(writer, done, metrics, bar)
       if done % tc.ckpt_every == 0 or last:
@@ -146,7 +148,7 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
       if tc.get("eval_every") and (done % tc.eval_every == 0 or done == steps):
         model = nnx.merge(graphdef, state)["model"]
         logged = {**logged, **_evaluate(task, model, config, writer, done)}
-      if stop.requested:
+      if stopping:
         stopped = True
         break
   bar.close()
