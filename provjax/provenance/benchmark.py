@@ -8,6 +8,7 @@ images and crops of the bundled photos. Used by the model cards
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 
 import numpy as np
@@ -65,6 +66,21 @@ def family_recall(engine: Engine, originals: list[np.ndarray], rng, k: int = 10)
   return out
 
 
+@contextlib.contextmanager
+def _heldout_engine(descriptor, comparator, n_originals, n_distractors, k, seed, threshold=0.5):
+  """An engine over a temporary held-back gallery; yields (engine, originals)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    gallery, originals = heldout_gallery(
+        Describer(descriptor),
+        int(comparator.image_size),
+        tmp,
+        n_originals=n_originals,
+        n_distractors=n_distractors,
+        seed=seed,
+    )
+    yield Engine(gallery, descriptor, comparator, k=k, distinct_threshold=threshold), originals
+
+
 def run(
     descriptor,
     comparator,
@@ -76,21 +92,14 @@ def run(
     distinct_threshold: float = 0.5,
 ) -> dict:
   """End-to-end table (per query kind) and per-family search recall."""
-  with tempfile.TemporaryDirectory() as tmp:
-    gallery, originals = heldout_gallery(
-        Describer(descriptor),
-        int(comparator.image_size),
-        tmp,
-        n_originals=n_originals,
-        n_distractors=n_distractors,
-        seed=seed,
-    )
-    engine = Engine(gallery, descriptor, comparator, k=k, distinct_threshold=distinct_threshold)
+  with _heldout_engine(
+      descriptor, comparator, n_originals, n_distractors, k, seed, distinct_threshold
+  ) as (engine, originals):
     rng = np.random.default_rng(seed + 2)
     queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals // 2)
     rows = [evaluate.score(q, engine.query(q.edit.image)) for q in queries]
     return {
-        "gallery": len(gallery),
+        "gallery": len(engine.gallery),
         "table": evaluate.summarize(rows),
         "families": family_recall(engine, originals, rng),
     }
@@ -112,16 +121,10 @@ def calibrate_distinct_threshold(
   threshold maximises the mean of the two accuracies (queries whose original
   is in the gallery vs unrelated queries).
   """
-  with tempfile.TemporaryDirectory() as tmp:
-    gallery, originals = heldout_gallery(
-        Describer(descriptor),
-        int(comparator.image_size),
-        tmp,
-        n_originals=n_originals,
-        n_distractors=n_distractors,
-        seed=seed,
-    )
-    engine = Engine(gallery, descriptor, comparator, k=k)
+  with _heldout_engine(descriptor, comparator, n_originals, n_distractors, k, seed) as (
+      engine,
+      originals,
+  ):
     rng = np.random.default_rng(seed + 2)
     queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals)
     best = np.array([engine.query(q.edit.image).candidates[0]["p_distinct"] for q in queries])

@@ -142,9 +142,9 @@ class Engine:
     scores, ids = self.gallery.index.search(vector, k)
     scores, ids = scores[0], ids[0]
     q = resize(image, self.cmp_size, self.cmp_size)
+    thumbs = self.gallery.thumbs(ids)
     probs, heat, coords, valid = (
-        np.asarray(a)
-        for a in self._compare(self.gallery.thumbs(ids), np.broadcast_to(q, (k,) + q.shape))
+        np.asarray(a) for a in self._compare(thumbs, np.broadcast_to(q, (k,) + q.shape))
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
     order = np.argsort(probs[:, 2], kind="stable")
@@ -153,9 +153,7 @@ class Engine:
     verdict = 2 if probs[best, 2] >= self.distinct_threshold else int(np.argmax(probs[best, :2]))
     match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
     heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
-    return QueryResult(
-        match, candidates, heatmap, heat[best], ids, self.gallery.thumbs(ids[best : best + 1])[0]
-    )
+    return QueryResult(match, candidates, heatmap, heat[best], ids, thumbs[best])
 
   def _candidate(self, id_, score, probs) -> dict:
     meta = self.gallery.index.lookup(int(id_)) if id_ >= 0 else {}
