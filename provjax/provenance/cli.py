@@ -87,6 +87,7 @@ def cmd_query(args) -> int:
       )
     except ImageError as e:
       record["error"] = str(e)
+      print(f"provjax query: skipped {e}", file=sys.stderr)
       failed += 1
     print(json.dumps(record), flush=True)
   return 1 if failed else 0
