@@ -79,7 +79,7 @@ def test_three_way_verdicts_on_held_back_pairs(models):
   rng = np.random.default_rng(99)
   images = [img for _, img in synthetic.generate_images("test", 90, 96, seed=4321)]
   examples = [
-      pairs.make_pair(img, rng, size=comparator.image_size, label=i % 3)
+      pairs.make_pair(img, rng, size=comparator.image_size, label=i % 3, split="test")
       for i, img in enumerate(images)
   ]
   batch = comparator_task.to_float({k: np.stack([e[k] for e in examples]) for k in examples[0]})

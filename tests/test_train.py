@@ -45,16 +45,16 @@ SHARDING_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from provjax.config import load_config
-    from provjax.train import trainer, mesh as mesh_lib
+    from provjax.train import trainer, mesh as mesh_lib, state as state_lib
     from provjax import tasks
     cfg = load_config(sys.argv[1], [f"data.data_dir={sys.argv[2]}", "train.steps=5",
                                     "train.log_every=1", "train.ckpt_every=100"])
     out = {}
     for shape in [(1, 1), (4, 2)]:
       cfg.mesh.shape = shape
-      graphdef, state = trainer.build_state(cfg, tasks.get(cfg.task), mesh_lib.make_mesh(shape))
-      kernel = state["model"]["backbone"]["stem"]["conv"]["kernel"]
-      head = state["model"]["head"]["kernel"]
+      graphdef, state, _ = state_lib.build_state(cfg, tasks.get(cfg.task), mesh_lib.make_mesh(shape))
+      kernel = state["models"]["model"]["backbone"]["stem"]["conv"]["kernel"]
+      head = state["models"]["model"]["head"]["kernel"]
       res = trainer.train(cfg, f"{sys.argv[3]}/{shape[0]}x{shape[1]}", progress=False)
       losses = [json.loads(l)["loss"] for l in open(f"{sys.argv[3]}/{shape[0]}x{shape[1]}/metrics.jsonl")]
       out[str(shape)] = dict(losses=losses, stem_spec=str(kernel.value.sharding.spec),

@@ -11,6 +11,10 @@ paper's size. Add `,quick` for a smoke run. Last run (:tiny, 3000 steps then
 resumed to 5000, about 1 h on 2 CPU cores): 3-way accuracy 0.81, heatmap IoU
 0.34 on manipulated pairs, emptiness 0.88 on benign pairs (300 held-back
 pairs); released as comparator.synth-v1 (see its model card).
+
+To crop training photos from a folder of your own instead of the bundled
+samples (split by source, see provjax.data.folder and provjax.data.splits), add
+`--config.data.photo_dir=/usr/share/doc/opencv-doc/examples/data`.
 """
 
 import ml_collections
@@ -30,6 +34,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       resolution=96 if small else 288,
       count=4000 if small else 100_000,
       seed=0,
+      photo_dir=None,  # a folder of photographs to crop from; None: the bundled photos
       image_size=64 if small else 224,
       grid=7,
       num_threads=2,
@@ -46,8 +51,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       ckpt_every=250,
       keep=3,
       eval_every=1000,
+      allow_config_change=False,  # resuming with another schedule / step count stops
   )
   c.eval = dict(num_pairs=300, seed=1, batch_size=50)
+  c.init_from = ""  # a work dir or arch.tag (see provjax/train/init_from.py)
   c.mesh = dict(shape=(-1, 1))
   c.sharding_rules = [
       ["conv_in", None],

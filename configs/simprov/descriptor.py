@@ -9,6 +9,10 @@
 shared with the comparator run): held-back recall@1 0.62 benign / 0.57
 manipulated queries among 300 test originals (recall@5 0.87 / 0.80); released
 as simprov.synth-v1 (see its model card).
+
+To crop training photos from a folder of your own instead of the bundled
+samples (split by source, see provjax.data.folder and provjax.data.splits), add
+`--config.data.photo_dir=/usr/share/doc/opencv-doc/examples/data`.
 """
 
 import ml_collections
@@ -28,6 +32,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       resolution=96 if small else 288,  # stored originals; views are cropped/warped from these
       count=4000 if small else 100_000,
       seed=0,
+      photo_dir=None,  # a folder of photographs to crop from; None: the bundled photos
       npos=4,  # views per original (2 benign + 2 of the manipulated copy)
       image_size=64 if small else 224,
       num_threads=2,
@@ -45,8 +50,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       ckpt_every=250,
       keep=3,
       eval_every=1000,
+      allow_config_change=False,  # resuming with another schedule / step count stops
   )
   c.eval = dict(num_images=300, seed=1)
+  c.init_from = ""  # a work dir or arch.tag (see provjax/train/init_from.py)
   c.mesh = dict(shape=(-1, 1))
   # Logical parameter axes -> mesh axes. Output channels split over `model`.
   c.sharding_rules = [

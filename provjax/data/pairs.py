@@ -4,7 +4,9 @@ Labels follow specs/simprov.md section 2.9: 0 benign (the query is the
 reference after benign edits), 1 manipulated (a malicious edit, then benign
 edits), 2 distinct (a different image). The heatmap target lives in the
 reference's frame and is derived from the transform's mask and coordinate
-table (`transforms.heatmap_target`), never guessed.
+table (`transforms.heatmap_target`), never guessed. Distinct images and
+manipulation donors come only from the pair's own split (`provjax.data.splits`),
+so eval pairs never show a training source.
 """
 
 from __future__ import annotations
@@ -12,17 +14,27 @@ from __future__ import annotations
 import numpy as np
 
 from provjax import transforms
-from provjax.data import photos
+from provjax.data import photos, splits
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
 LABELS = ("benign", "manipulated", "distinct")
 
 
-def distractor(rng: np.random.Generator, size: int) -> np.ndarray:
-  """Another image: a crop of a bundled photo or a procedural image."""
-  if rng.random() < 0.5:
-    return photos.photo_crop(rng, size)[1]
-  return photos.procedural_image(rng, size)
+def distractor(
+    rng: np.random.Generator, size: int, split: str = "train", photo_dir: str | None = None
+) -> np.ndarray:
+  """Another image of `split`: a crop of one of its photos or a procedural image of its seeds.
+
+  Args:
+    rng: the source of randomness.
+    size: output side in pixels.
+    split: whose sources to draw from (splits.SPLITS).
+    photo_dir: the photo folder the data comes from; None for the bundled photos.
+  """
+  pool = splits.photo_pool(split, photo_dir)
+  if pool and rng.random() < 0.5:
+    return photos.photo_crop(rng, size, pool=pool)[1]
+  return splits.draw_procedural(rng, size, split)
 
 
 def make_pair(
@@ -33,18 +45,24 @@ def make_pair(
     grid: int = 7,
     label: int | None = None,
     benign_max: int = 3,
+    split: str = "train",
+    photo_dir: str | None = None,
 ) -> dict:
-  """One training/eval pair at `size` x `size`; `label` drawn uniformly if None."""
+  """One training/eval pair at `size` x `size`; `label` drawn uniformly if None.
+
+  Distinct images and donors are drawn from `split`'s sources (of `photo_dir`,
+  or the bundled photos): pass the split `original` came from.
+  """
   label = int(rng.integers(3)) if label is None else label
   e = transforms.identity(original)
   ref = transforms.to_size(e, size).image
   heatmap = np.zeros((grid, grid), np.float32)
   if label == DISTINCT:
-    other = transforms.identity(distractor(rng, max(original.shape[:2])))
+    other = transforms.identity(distractor(rng, max(original.shape[:2]), split, photo_dir))
     query = transforms.random_benign(other, rng, n_max=benign_max)
     heatmap[:] = 1.0
   elif label == MANIPULATED:
-    donor = distractor(rng, max(original.shape[:2]))
+    donor = distractor(rng, max(original.shape[:2]), split, photo_dir)
     edited = transforms.random_manipulation(e, rng, donors=[donor])
     query = transforms.random_benign(edited, rng, n_max=benign_max)
     heatmap = transforms.heatmap_target(query, original.shape[:2], grid)

@@ -3,7 +3,8 @@
 Real photographs come from files that scikit-image, scikit-learn and
 matplotlib ship inside their wheels, so nothing is downloaded. About twenty
 photos become thousands of distinct natural originals through random
-crops (:func:`photo_crop`). Procedural images (:func:`procedural_image`)
+crops (:func:`photo_crop`); which photo belongs to which split is decided
+in :mod:`provjax.data.splits`. Procedural images (:func:`procedural_image`)
 add textures, shapes, gradients and noise fields that no photo contains.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from provjax.data import splits
 
 # scikit-image loaders whose files are inside the wheel (the rest of
 # skimage.data needs pooch and a network). Synthetic or near-copy entries
@@ -97,10 +100,16 @@ def sample_photos() -> list[tuple[str, np.ndarray]]:
   return photos
 
 
+def split_photos(split: str) -> list[tuple[str, np.ndarray]]:
+  """The bundled photos of one split (see splits.BUNDLED_SPLITS), as (name, image) pairs."""
+  names = splits.BUNDLED_SPLITS[splits.check_split(split)]
+  return [(name, image) for name, image in sample_photos() if name in names]
+
+
 def photo_crop(
-    rng: np.random.Generator, size: int, *, side_parity: int | None = None
+    rng: np.random.Generator, size: int, *, pool: Sequence[tuple[str, np.ndarray]] | None = None
 ) -> tuple[str, np.ndarray]:
-  """Takes a random square crop of a random sample photo.
+  """Takes a random square crop of a random photo of `pool`.
 
   The crop side is 30-100% of the photo's short side, the crop is flipped
   left-right half the time and resized to `size` x `size`.
@@ -108,20 +117,20 @@ def photo_crop(
   Args:
     rng: the source of randomness; the result is a function of its state.
     size: output side in pixels.
-    side_parity: if 0 or 1, the crop side (in source pixels) is forced to
-      be even or odd. Two callers using different parities can never take
-      the same crop box, which keeps dataset splits disjoint.
+    pool: the (name, image) pairs it may crop from; default all bundled
+      photos. Pass one split's photos (splits.photo_pool) to keep splits
+      honest: a crop is only ever of a photo of that split.
 
   Returns:
     (photo name, size x size x 3 uint8 crop).
   """
-  photos = sample_photos()
-  name, photo = photos[rng.integers(len(photos))]
+  pool = sample_photos() if pool is None else pool
+  if not pool:
+    raise ValueError("photo_crop: the photo pool is empty")
+  name, photo = pool[rng.integers(len(pool))]
   height, width = photo.shape[:2]
   short = min(height, width)
   side = int(rng.integers(math.ceil(0.3 * short), short + 1))
-  if side_parity is not None and side % 2 != side_parity:
-    side = side - 1 if side > 1 else side + 1
   top = int(rng.integers(height - side + 1))
   left = int(rng.integers(width - side + 1))
   crop = photo[top : top + side, left : left + side]

@@ -1,12 +1,15 @@
 """`provjax_synthetic`: deterministic training originals, written as ArrayRecord by TFDS.
 
-Half the images are random crops of the real photographs bundled with
-scikit-image, scikit-learn and matplotlib (`photos.photo_crop`), half are
-procedural images (textures, shapes, gradients, noise fields). Train and test
-are disjoint: different seeds, and crops of opposite side parity, so no crop
-box can appear in both. Images are stored as PNG bytes in a
-`Tensor(shape=(), dtype=object)` feature, which TFDS can write and read
-without TensorFlow; they are decoded with Pillow in the grain map.
+Half the images are random crops of real photographs (`photos.photo_crop`):
+by default those bundled with scikit-image, scikit-learn and matplotlib, or
+those of a user's folder (`photo_dir`, see `provjax.data.folder`). Half are
+procedural images (textures, shapes, gradients, noise fields). Splits are
+honest (`provjax.data.splits`): a split's photo crops come only from that
+split's photos and its procedural images only from that split's seed
+namespace, and every record names its `source` so this can be checked. Images
+are stored as PNG bytes in a `Tensor(shape=(), dtype=object)` feature, which
+TFDS can write and read without TensorFlow; they are decoded with Pillow in
+the grain map.
 """
 
 from __future__ import annotations
@@ -19,19 +22,34 @@ import sys
 import numpy as np
 import tensorflow_datasets as tfds
 
-from provjax.data import photos
+from provjax.data import folder, photos, splits
 from provjax.data.images import encode_png
 
-_SPLITS = {"train": 0, "test": 1}
+# Written to TFDS; generate_images also makes the benchmark's "gallery" and "distractors".
+_SPLITS = ("train", "test")
 
 
 class SyntheticConfig(tfds.core.BuilderConfig):
-  """Resolution, image counts and seed; the name encodes all four."""
+  """Resolution, image counts, seed and photo folder; the name encodes them all.
 
-  def __init__(self, *, resolution: int, num_train: int, num_test: int, seed: int = 0):
+  A photo folder adds a short hash of its path and file list to the name, so
+  two folders (or one folder after files changed) never share a prepared dataset.
+  """
+
+  def __init__(
+      self,
+      *,
+      resolution: int,
+      num_train: int,
+      num_test: int,
+      seed: int = 0,
+      photo_dir: str | None = None,
+  ):
+    name = f"r{resolution}_n{num_train}_{num_test}_s{seed}"
+    if photo_dir:
+      name += f"_dir{folder.fingerprint(photo_dir)}"
     super().__init__(
-        name=f"r{resolution}_n{num_train}_{num_test}_s{seed}",
-        description="bundled-photo crops + procedural images",
+        name=name, description=f"crops of {photo_dir or 'the bundled photos'} + procedural images"
     )
     self.resolution, self.num_train, self.num_test, self.seed = (
         resolution,
@@ -39,13 +57,17 @@ class SyntheticConfig(tfds.core.BuilderConfig):
         num_test,
         seed,
     )
+    self.photo_dir = photo_dir
 
 
 class ProvjaxSynthetic(tfds.core.GeneratorBasedBuilder):
   """Synthetic originals for provenance training (see module docstring)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Photo crops + procedural images, PNG bytes."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Photo crops + procedural images, PNG bytes.",
+      "1.1.0": "Honest splits (provjax.data.splits), a `source` per record, photo folders.",
+  }
 
   def _info(self) -> tfds.core.DatasetInfo:
     # DatasetInfo directly: `dataset_info_from_configs` reads package metadata files.
@@ -59,6 +81,8 @@ class ProvjaxSynthetic(tfds.core.GeneratorBasedBuilder):
                 "kind": tfds.features.Tensor(
                     shape=(), dtype=np.object_
                 ),  # b"photo" | b"procedural"
+                # b"photo:<group>" | b"procedural:<seed>/<split id>/<i>" (splits.py)
+                "source": tfds.features.Tensor(shape=(), dtype=np.object_),
             }
         ),
     )
@@ -70,22 +94,52 @@ class ProvjaxSynthetic(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     cfg = self.builder_config
     count = cfg.num_train if split == "train" else cfg.num_test
-    for i, (kind, image) in enumerate(generate_images(split, count, cfg.resolution, cfg.seed)):
-      yield i, {"image": encode_png(image), "id": i, "kind": kind.encode()}
+    records = generate_records(split, count, cfg.resolution, cfg.seed, photo_dir=cfg.photo_dir)
+    for i, (kind, source, image) in enumerate(records):
+      yield i, {
+          "image": encode_png(image),
+          "id": i,
+          "kind": kind.encode(),
+          "source": source.encode(),
+      }
 
 
-def generate_images(split: str, count: int, resolution: int, seed: int = 0):
-  """(kind, image) pairs; the i-th depends only on (split, seed, i)."""
+def generate_records(
+    split: str, count: int, resolution: int, seed: int = 0, *, photo_dir: str | None = None
+):
+  """(kind, source, image) triples of `split`; the i-th depends only on (split, seed, i).
+
+  Even i: a crop of one of the split's photos (procedural if it has none); odd i:
+  the procedural image of seed (seed, split id, i). `split` is any of
+  splits.SPLITS ("gallery" and "distractors" feed the held-back benchmark).
+  """
+  pool = splits.photo_pool(split, photo_dir)
   for i in range(count):
-    rng = np.random.default_rng([seed, _SPLITS[split], i])
-    if i % 2 == 0:
-      yield "photo", photos.photo_crop(rng, resolution, side_parity=_SPLITS[split])[1]
+    rng = splits.procedural_rng(seed, split, i)
+    if i % 2 == 0 and pool:
+      group, image = photos.photo_crop(rng, resolution, pool=pool)
+      yield "photo", splits.photo_source(group), image
     else:
-      yield "procedural", photos.procedural_image(rng, resolution)
+      source = splits.procedural_source(seed, split, i)
+      yield "procedural", source, photos.procedural_image(rng, resolution)
+
+
+def generate_images(
+    split: str, count: int, resolution: int, seed: int = 0, *, photo_dir: str | None = None
+):
+  """(kind, image) pairs of `split` (see generate_records)."""
+  for kind, _, image in generate_records(split, count, resolution, seed, photo_dir=photo_dir):
+    yield kind, image
 
 
 def builder(
-    data_dir: str | Path, *, resolution: int, count: int, seed: int = 0, test_fraction: float = 0.1
+    data_dir: str | Path,
+    *,
+    resolution: int,
+    count: int,
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    photo_dir: str | None = None,
 ) -> ProvjaxSynthetic:
   """The builder for `count` training images (+ a held-back test split)."""
   config = SyntheticConfig(
@@ -93,14 +147,23 @@ def builder(
       num_train=count,
       num_test=max(16, int(count * test_fraction)),
       seed=seed,
+      photo_dir=os.path.expanduser(photo_dir) if photo_dir else None,
   )
   return ProvjaxSynthetic(config=config, data_dir=str(data_dir), file_format="array_record")
 
 
-def load_source(split: str, *, data_dir: str | Path, resolution: int, count: int, seed: int = 0):
+def load_source(
+    split: str,
+    *,
+    data_dir: str | Path,
+    resolution: int,
+    count: int,
+    seed: int = 0,
+    photo_dir: str | None = None,
+):
   """Random-access source of `split` (prepared on first use); records are dicts
-  with `image` (PNG bytes), `id` and `kind`."""
-  b = builder(data_dir, resolution=resolution, count=count, seed=seed)
+  with `image` (PNG bytes), `id`, `kind` and `source`."""
+  b = builder(data_dir, resolution=resolution, count=count, seed=seed, photo_dir=photo_dir)
   if not b.is_prepared():
     tfds.disable_progress_bar()
     # TFDS prints its progress on stdout, which carries the CLI's JSON.
@@ -118,4 +181,5 @@ def source_from_config(data_config, split: str):
       resolution=d.resolution,
       count=d.count,
       seed=d.seed,
+      photo_dir=d.get("photo_dir"),
   )

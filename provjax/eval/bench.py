@@ -77,7 +77,7 @@ def bench_models(quick: bool) -> list[dict]:
 def bench_train(quick: bool, peak: float) -> list[dict]:
   from provjax import tasks
   from provjax.config import load_config
-  from provjax.train import mesh as mesh_lib, trainer
+  from provjax.train import mesh as mesh_lib, state as state_lib
   from pathlib import Path
 
   root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
@@ -86,9 +86,9 @@ def bench_train(quick: bool, peak: float) -> list[dict]:
     config = load_config(f"{root}/descriptor.py:{arg}", [f"train.batch_size={batch}"])
     task = tasks.get(config.task)
     mesh = mesh_lib.make_mesh(tuple(config.mesh.shape))
-    graphdef, state = trainer.build_state(config, task, mesh)
+    graphdef, state, frozen = state_lib.build_state(config, task, mesh)
     sharding = jax.tree.map(lambda x: x.sharding, state)
-    step = trainer.make_train_step(graphdef, task, config, sharding)
+    step = state_lib.make_train_step(graphdef, task, config, sharding, frozen)
     s, v = config.data.image_size, config.data.npos
     views = np.random.default_rng(0).integers(0, 255, (batch, v, s, s, 3), dtype=np.uint8)
     with jax.set_mesh(mesh):

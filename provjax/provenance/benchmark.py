@@ -1,9 +1,10 @@
 """Held-back provenance benchmark: unseen originals among distractors.
 
-Originals are drawn like the synthetic builder's test split but with their
-own seed, so neither model saw them in training; distractors are procedural
-images and crops of the bundled photos. Used by the model cards
-(`scripts/release_simprov.py`) and, at a smaller size, by the tests.
+Originals come from the "gallery" split and distractors from the
+"distractors" split (`provjax.data.splits`): photos and procedural seeds that
+no train or test image comes from, so neither model saw them in training.
+Used by the model cards (`scripts/release_simprov.py`) and, at a smaller
+size, by the tests.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 import numpy as np
 
 from provjax import transforms
-from provjax.data import photos, synthetic
+from provjax.data import synthetic
 from provjax.provenance import evaluate
 from provjax.provenance.engine import Describer, Engine
 from provjax.provenance.gallery import Gallery
@@ -30,14 +31,17 @@ def heldout_gallery(
     n_distractors: int,
     resolution: int = 128,
     seed: int = 1234,
+    split: str = "gallery",
 ):
-  """Gallery of unseen originals (ids 0..n-1) + distractors; returns it and the originals."""
-  originals = [img for _, img in synthetic.generate_images("test", n_originals, resolution, seed)]
-  rng = np.random.default_rng(seed + 1)
-  distractors = [
-      photos.procedural_image(rng, resolution) if i % 2 else photos.photo_crop(rng, resolution)[1]
-      for i in range(n_distractors)
-  ]
+  """Gallery of unseen originals (ids 0..n-1) + distractors; returns it and the originals.
+
+  Originals come from `split`: "gallery" for the benchmark, "test" (the
+  validation split) when choosing an operating point, so the benchmark never
+  sees the data that chose its threshold.
+  """
+  make = lambda split, n: [img for _, img in synthetic.generate_images(split, n, resolution, seed)]
+  originals = make(split, n_originals)
+  distractors = make("distractors", n_distractors)
   images = originals + distractors
   gallery = Gallery.create(
       directory, dim=256, thumb_size=thumb_size, descriptor="heldout", backend="exact"
@@ -67,13 +71,16 @@ def family_recall(engine: Engine, originals: list[np.ndarray], rng, k: int = 10)
 
 
 @contextlib.contextmanager
-def _heldout_engine(descriptor, comparator, n_originals, n_distractors, k, seed, threshold=0.5):
+def _heldout_engine(
+    descriptor, comparator, n_originals, n_distractors, k, seed, threshold=0.5, split="gallery"
+):
   """An engine over a temporary held-back gallery; yields (engine, originals)."""
   with tempfile.TemporaryDirectory() as tmp:
     gallery, originals = heldout_gallery(
         Describer(descriptor),
         int(comparator.image_size),
         tmp,
+        split=split,
         n_originals=n_originals,
         n_distractors=n_distractors,
         seed=seed,
@@ -116,15 +123,14 @@ def calibrate_distinct_threshold(
 ) -> dict:
   """P(distinct) threshold that best separates matches from unrelated queries.
 
-  Uses its own held-back gallery (another seed than `run`), so the benchmark
-  that reports the operating point never saw the data that chose it. The
+  Uses its own gallery of validation ("test" split) originals, so the
+  benchmark ("gallery" split) never saw the data that chose it. The
   threshold maximises the mean of the two accuracies (queries whose original
   is in the gallery vs unrelated queries).
   """
-  with _heldout_engine(descriptor, comparator, n_originals, n_distractors, k, seed) as (
-      engine,
-      originals,
-  ):
+  with _heldout_engine(
+      descriptor, comparator, n_originals, n_distractors, k, seed, split="test"
+  ) as (engine, originals):
     rng = np.random.default_rng(seed + 2)
     queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals)
     best = np.array([engine.query(q.edit.image).candidates[0]["p_distinct"] for q in queries])

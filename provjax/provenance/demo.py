@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 import provjax
-from provjax.data import photos
+from provjax.data import photos, splits
 from provjax.data.images import read_image
 from provjax.provenance import evaluate
 from provjax.provenance.build import build_gallery
@@ -47,7 +47,11 @@ def _fit(image: np.ndarray, longest: int = 384) -> np.ndarray:
 
 
 def write_gallery(folder: Path, n_distractors: int, rng) -> list[Path]:
-  """Sample photos (the originals to find) + procedural distractors, as PNG files."""
+  """Sample photos (the originals to find) + procedural distractors, as PNG files.
+
+  The distractors are the "distractors" split's procedural seeds (splits.py), so
+  they are no training image; the released weights never saw the bundled photos.
+  """
   folder.mkdir(parents=True, exist_ok=True)
   originals = []
   for name, image in photos.sample_photos():
@@ -56,8 +60,9 @@ def write_gallery(folder: Path, n_distractors: int, rng) -> list[Path]:
     originals.append(path)
   for n in range(n_distractors):
     path = folder / f"distractor-{n:05d}.png"
-    image = photos.procedural_image(rng, int(rng.integers(128, 257)))  # drawn even if cached
+    size = int(rng.integers(128, 257))  # drawn even if cached: later draws stay the same
     if not path.exists():
+      image = photos.procedural_image(splits.procedural_rng(0, "distractors", n), size)
       Image.fromarray(image).save(path)
   return originals
 

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from provjax import transforms
-from provjax.data import photos
+from provjax.data import pairs, splits
 from provjax.eval.heatmap_metrics import emptiness, heatmap_iou
 
 KINDS = ("benign", "manipulated", "distinct")
@@ -35,7 +35,12 @@ def make_queries(
     families=transforms.ALL_FAMILIES,
     benign_max: int = 2,
 ) -> list[Query]:
-  """A benign and a manipulated query per (gallery id, original), plus unrelated ones."""
+  """A benign and a manipulated query per (gallery id, original), plus unrelated ones.
+
+  Donors and unrelated images come from the "distractors" split (splits.py),
+  never from training sources; unrelated images are procedural images drawn
+  from indices no gallery distractor uses, so none of them is in the gallery.
+  """
   queries = []
   for gid, image in originals:
     e = transforms.identity(image)
@@ -47,7 +52,7 @@ def make_queries(
             image.shape[:2],
         )
     )
-    donor = photos.procedural_image(rng, max(image.shape[:2]))
+    donor = pairs.distractor(rng, max(image.shape[:2]), "distractors")
     edited = transforms.random_manipulation(e, rng, donors=[donor])
     queries.append(
         Query(
@@ -58,7 +63,7 @@ def make_queries(
         )
     )
   for _ in range(n_distinct):
-    image = photos.procedural_image(rng, int(rng.integers(96, 257)))
+    image = splits.draw_procedural(rng, int(rng.integers(96, 257)), "distractors")
     queries.append(Query("distinct", transforms.identity(image), None, None))
   return queries
 

@@ -48,8 +48,9 @@ def _card(
 {metrics}
 
 ## End-to-end held-back benchmark (both released models together)
-Gallery: {bench['gallery']} images = 100 unseen originals (drawn like the test split, own
-seed) + distractors (procedural images and crops of the bundled photos); every original
+Gallery: {bench['gallery']} images = 100 unseen originals (the "gallery" split) +
+distractors (the "distractors" split), photos and procedural seeds that no training or test
+image comes from (provjax.data.splits); every original
 gets a benign and a manipulated query (1-2 random benign edits after the manipulation),
 plus 50 unrelated queries. k = 100 candidates re-ranked by ascending P(distinct).
 Heatmap IoU and emptiness follow specs/simprov.md 2.11 (1024 px bicubic, threshold 80/255).
@@ -81,7 +82,7 @@ def release(
 ) -> dict:
   """Evaluate the work dir's latest checkpoint and export it as `name`."""
   model, step = restore_model(config, workdir)
-  metrics = tasks.get(config.task).evaluate(model, config)
+  metrics = tasks.get(config.task).evaluate({"model": model}, config)
   card = _card(name, what, spec, config, step, metrics, bench, limits)
   weights.export(
       model,

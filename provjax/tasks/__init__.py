@@ -1,20 +1,20 @@
-"""Trainable tasks. Each module `provjax.tasks.<name>` exposes:
+"""Trainable tasks: one module `provjax.tasks.<name>` per task.
 
-- `create_model(config, rngs)` -> an NNX model built from `config.model`;
-- `train_data(config, *, start_step)` -> iterator of host-local numpy batches;
-- `loss_fn(model, batch, rng, config)` -> (scalar loss, dict of scalar metrics);
-- `evaluate(model, config)` -> dict of scalar metrics on the held-back split;
-- `SCHEMA`: the batch keys, shapes and dtypes the task expects.
-
-The trainer knows nothing else about a task.
+What a task module defines is in `provjax.tasks.contract`; `get(name)` reads it
+with the defaults filled in. The trainer knows nothing else about a task.
 """
 
 import importlib
 
+from provjax.tasks.contract import Task, from_module
 
-def get(name: str):
-  """The task module `provjax.tasks.<name>`."""
-  try:
-    return importlib.import_module(f"provjax.tasks.{name}")
-  except ModuleNotFoundError as e:
-    raise ValueError(f"unknown task {name!r}") from e
+
+def get(name: str) -> Task:
+  """The task `provjax.tasks.<name>`, or any importable module `name` (a user's own task)."""
+  for module_name in (f"provjax.tasks.{name}", name):
+    try:
+      return from_module(name, importlib.import_module(module_name))
+    except ModuleNotFoundError as e:
+      if e.name != module_name:
+        raise
+  raise ValueError(f"unknown task {name!r} (not provjax.tasks.{name}, nor an importable module)")

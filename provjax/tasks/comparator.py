@@ -1,6 +1,7 @@
 """Comparator task: (original, query) pairs -> 3-way verdict + edit heatmap.
 
-Batch contract (`SCHEMA`): `ref`, `query` [B, H, W, 3] float32 in [0, 1];
+Batch contract (`SCHEMA`): `ref`, `query` [B, H, W, 3] uint8 (the loss
+scales them to [0, 1]);
 `label` [B] int32 (0 benign, 1 manipulated, 2 distinct); `heatmap`
 [B, grid, grid] float32 ground truth in R's frame (all 0 for benign pairs,
 all 1 for distinct pairs, normalised edit coverage for manipulated pairs).
@@ -13,7 +14,6 @@ Loss (specs/simprov.md 2.7):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Iterable, Mapping
 
@@ -27,22 +27,14 @@ from provjax import registry
 from provjax.data import pairs, pipeline, synthetic
 from provjax.data.images import read_image
 from provjax.eval import heatmap_metrics
+from provjax.tasks.contract import Field
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
 
 
-@dataclasses.dataclass(frozen=True)
-class Field:
-  """One batch entry: symbolic shape, dtype and meaning."""
-
-  shape: tuple
-  dtype: str
-  doc: str
-
-
 SCHEMA = {
-    "ref": Field(("B", "H", "W", 3), "float32", "original R, RGB in [0, 1]"),
-    "query": Field(("B", "H", "W", 3), "float32", "query Q, RGB in [0, 1], same size as R"),
+    "ref": Field(("B", "H", "W", 3), "uint8", "original R, RGB"),
+    "query": Field(("B", "H", "W", 3), "uint8", "query Q, RGB, same size as R"),
     "label": Field(("B",), "int32", "0 benign, 1 manipulated, 2 distinct"),
     "heatmap": Field(
         ("B", "grid", "grid"),
@@ -50,25 +42,6 @@ SCHEMA = {
         "edit map in R's frame: 0 benign, 1 distinct, coverage if manipulated",
     ),
 }
-
-
-def check_batch(batch: Mapping, grid: int) -> None:
-  """Raises ValueError naming the first entry that breaks `SCHEMA`."""
-  sizes = {"grid": grid}
-  for key, field in SCHEMA.items():
-    if key not in batch:
-      raise ValueError(f"comparator batch lacks {key!r} ({field.doc})")
-    shape = np.shape(batch[key])
-    if len(shape) != len(field.shape):
-      raise ValueError(f"batch[{key!r}] has shape {shape}, expected {field.shape}")
-    for dim, sym in zip(shape, field.shape):
-      want = sizes.setdefault(sym, dim) if isinstance(sym, str) else sym
-      if dim != want:
-        raise ValueError(
-            f"batch[{key!r}] has shape {shape}, expected {field.shape} " f"with {sym}={want}"
-        )
-    if np.dtype(batch[key].dtype) != np.dtype(field.dtype):
-      raise ValueError(f"batch[{key!r}] is {batch[key].dtype}, expected {field.dtype}")
 
 
 def create_model(config, rngs: nnx.Rngs):
@@ -232,26 +205,41 @@ def to_float(batch: Mapping) -> dict:
   return out
 
 
-def loss_fn(model, batch, rng, config):
+def loss_fn(models, batch, rng, config):
   """The trainer's entry: spec loss weights from `config.loss`."""
   del rng
   weights = config.loss
   fn = make_loss_fn(weights.cls, weights.heatmap, weights.photometric)
-  return fn(model, to_float(batch))
+  return fn(models["model"], to_float(batch))
 
 
 def _source(config, split: str):
   return synthetic.source_from_config(config.data, split)
 
 
-def make_example(record, rng: np.random.Generator, *, size: int, grid: int) -> dict:
+def make_example(
+    record,
+    rng: np.random.Generator,
+    *,
+    size: int,
+    grid: int,
+    split: str = "train",
+    photo_dir: str | None = None,
+) -> dict:
+  """A pair from `record`; distinct images and donors from the same split (splits.py)."""
   image = read_image(record["image"], name=f"record {record.get('id')}")
-  return pairs.make_pair(image, rng, size=size, grid=grid)
+  return pairs.make_pair(image, rng, size=size, grid=grid, split=split, photo_dir=photo_dir)
 
 
 def train_data(config, *, start_step: int = 0):
   """Deterministic infinite batches; batch i depends only on (seed, i)."""
-  map_fn = functools.partial(make_example, size=config.data.image_size, grid=config.data.grid)
+  map_fn = functools.partial(
+      make_example,
+      size=config.data.image_size,
+      grid=config.data.grid,
+      split="train",
+      photo_dir=config.data.get("photo_dir"),
+  )
   return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
 
 
@@ -261,7 +249,14 @@ def eval_batches(config) -> list[dict]:
   n = min(len(source), config.eval.num_pairs)
   rng = np.random.default_rng(config.eval.seed)
   examples = [
-      make_example(source[i], rng, size=config.data.image_size, grid=config.data.grid)
+      make_example(
+          source[i],
+          rng,
+          size=config.data.image_size,
+          grid=config.data.grid,
+          split="test",
+          photo_dir=config.data.get("photo_dir"),
+      )
       for i in range(n)
   ]
   b = config.eval.batch_size
@@ -271,7 +266,7 @@ def eval_batches(config) -> list[dict]:
   ]
 
 
-def evaluate(model, config) -> dict:
+def evaluate(models, config) -> dict:
   """3-way accuracy, heatmap IoU (manipulated) and emptiness (benign) on held-back pairs."""
-  out = evaluate_batches(model, eval_batches(config))
+  out = evaluate_batches(models["model"], eval_batches(config))
   return {k: v for k, v in out.items() if k != "confusion"}

@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from provjax import registry, transforms
-from provjax.data import photos, pipeline, synthetic
+from provjax.data import pipeline, splits, synthetic
 from provjax.data.images import read_image
 from provjax.retrieval.exact import topk
+from provjax.tasks.contract import Field
 from provjax.tasks.losses import l2_normalize, multi_positive_nt_xent
 
-SCHEMA = {"views": ("B", "npos", "S", "S", 3, "uint8")}
+SCHEMA = {"views": Field(("B", "npos", "S", "S", 3), "uint8", "npos benign views per original")}
 
 
 def create_model(config, rngs: nnx.Rngs):
@@ -35,7 +36,7 @@ def make_views(record, rng: np.random.Generator, *, npos: int, size: int) -> dic
   """`npos` benign views: half of the original, half of a manipulated copy."""
   image = read_image(record["image"], name=f"record {record.get('id')}")
   original = transforms.identity(image)
-  donor = photos.procedural_image(rng, image.shape[0])
+  donor = splits.draw_procedural(rng, image.shape[0], "train")  # train sources only
   edited = transforms.random_manipulation(original, rng, donors=[donor])
   sources = [original] * (npos // 2) + [edited] * (npos - npos // 2)
   views = [transforms.to_size(transforms.random_benign(s, rng), size).image for s in sources]
@@ -48,9 +49,9 @@ def train_data(config, *, start_step: int = 0):
   return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
 
 
-def loss_fn(model, batch, rng, config):
+def loss_fn(models, batch, rng, config):
   del rng  # augmentation randomness lives in the data pipeline
-  views = batch["views"]
+  model, views = models["model"], batch["views"]
   b, v = views.shape[:2]
   x = views.reshape((b * v,) + views.shape[2:]).astype(jnp.float32) / 255.0
   z = model(x, train=True)
@@ -78,8 +79,9 @@ def embed(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
   return np.concatenate(out)
 
 
-def evaluate(model, config) -> dict:
+def evaluate(models, config) -> dict:
   """Recall@1/5 of held-back originals for benign and manipulated queries."""
+  model = models["model"]
   source = _source(config, "test")
   n = min(len(source), config.eval.num_images)
   rng = np.random.default_rng(config.eval.seed)
@@ -91,7 +93,7 @@ def evaluate(model, config) -> dict:
     gallery.append(transforms.to_size(e, size).image)
     benign.append(transforms.to_size(transforms.random_benign(e, rng), size).image)
     edited = transforms.random_manipulation(
-        e, rng, donors=[photos.procedural_image(rng, image.shape[0])]
+        e, rng, donors=[splits.draw_procedural(rng, image.shape[0], "test")]
     )
     manip.append(transforms.to_size(transforms.random_benign(edited, rng), size).image)
   g = embed(model, np.stack(gallery))

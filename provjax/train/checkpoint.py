@@ -35,9 +35,29 @@ class Checkpointer:
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     return self.manager.restore(step, args=ocp.args.StandardRestore(target))
 
+  def restore_to_host(self, step: int | None = None) -> dict:
+    """The saved tree as plain nested dicts of arrays on one local device.
+
+    Works whatever mesh wrote the checkpoint; NNX Variables are saved as
+    {"value": array} and come back as the bare array.
+    """
+    step = self.latest_step if step is None else step
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    meta = self.manager.item_metadata(step)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+    return _unwrap(self.manager.restore(step, args=ocp.args.StandardRestore(target)))
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _unwrap(tree):
+  if isinstance(tree, dict):
+    if set(tree) == {"value"}:
+      return tree["value"]
+    return {k: _unwrap(v) for k, v in tree.items()}
+  return tree

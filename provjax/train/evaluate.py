@@ -9,28 +9,38 @@ from flax import nnx
 from provjax import tasks, weights
 from provjax.train import mesh as mesh_lib
 from provjax.train.checkpoint import Checkpointer
-from provjax.train.trainer import build_state
+from provjax.train.state import build_state
 
 
-def restore_model(config, workdir: str | Path) -> tuple[nnx.Module, int]:
-  """The model of the latest checkpoint in a `provjax train` work dir."""
+def restore_models(config, workdir: str | Path) -> tuple[dict[str, nnx.Module], int]:
+  """The named models of the latest checkpoint in a `provjax train` work dir."""
   ckpt = Checkpointer(Path(workdir) / "checkpoints")
   if ckpt.latest_step is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
   task = tasks.get(config.task)
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape))
-  graphdef, state = build_state(config, task, mesh)
+  graphdef, state, _ = build_state(config, task, mesh)
   step = ckpt.latest_step
   state = ckpt.restore(state, step)
   ckpt.close()
-  return nnx.merge(graphdef, state)["model"], step
+  return dict(nnx.merge(graphdef, state)["models"]), step
+
+
+def restore_model(config, workdir: str | Path, name: str = "model") -> tuple[nnx.Module, int]:
+  """One named model (default: a single-model task's) of a work dir's latest checkpoint."""
+  models, step = restore_models(config, workdir)
+  return models[name], step
 
 
 def evaluate_checkpoint(config, checkpoint: str) -> dict:
-  """`task.evaluate` on a work dir's latest checkpoint or on `arch.tag` weights."""
+  """`task.evaluate` on a work dir's latest checkpoint or on `arch.tag` weights.
+
+  Released weights hold one module: they stand for a single-model task's
+  `model`.
+  """
   task = tasks.get(config.task)
   if Path(checkpoint).is_dir():
-    model, step = restore_model(config, checkpoint)
+    models, step = restore_models(config, checkpoint)
   else:
-    model, step = weights.load(checkpoint), None
-  return {"checkpoint": str(checkpoint), "step": step, **task.evaluate(model, config)}
+    models, step = {"model": weights.load(checkpoint)}, None
+  return {"checkpoint": str(checkpoint), "step": step, **task.evaluate(models, config)}

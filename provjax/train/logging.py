@@ -40,6 +40,20 @@ class MetricWriter:
       f.write(json.dumps(record) + "\n")
 
 
+def write_pictures(folder: Path, pictures: dict) -> None:
+  """Evaluator pictures as PNG: uint8 as is, floats taken to be in [0, 1]."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  if not pictures or jax.process_index() != 0:
+    return
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, image in pictures.items():
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+      image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(folder / f"{name}.png")
+
+
 def read_metrics(path: str | Path) -> list[dict]:
   """All records of a metrics.jsonl file (empty list when it does not exist)."""
   path = Path(path)

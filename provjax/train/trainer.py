@@ -1,15 +1,15 @@
 """The trainer: one loop for every task in the zoo.
 
-Reads top to bottom: distributed init, mesh, model & optimizer, train step,
-checkpoint/resume, loop with logging, evaluation and the NaN/inf guard. It
-knows nothing model-specific: the task module (`provjax.tasks.<name>`) gives
-the model, the data, the loss and the evaluation.
+Reads top to bottom: distributed init, mesh, named models & optimizers, train
+step, checkpoint/resume (or init_from), loop with logging, evaluation and the
+NaN/inf guard. It knows nothing model-specific: the task (`provjax.tasks`,
+contract in `provjax.tasks.contract`) gives the models, optimizers, data,
+loss or step, and evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 import signal
 import threading
@@ -18,14 +18,16 @@ import sys
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import optax
+import numpy as np
 from tqdm import tqdm
 
 from provjax import tasks
+from provjax.tasks.contract import check_batch
+from provjax.train import init_from, snapshot
 from provjax.train import mesh as mesh_lib
 from provjax.train.checkpoint import Checkpointer
-from provjax.train.logging import MetricWriter, all_finite, to_python
-from provjax.train.optim import make_optimizer
+from provjax.train.logging import MetricWriter, all_finite, to_python, write_pictures
+from provjax.train.state import build_state, make_train_step
 
 
 class NonFiniteError(FloatingPointError):
@@ -34,7 +36,7 @@ class NonFiniteError(FloatingPointError):
 
 @dataclasses.dataclass
 class TrainResult:
-  model: nnx.Module
+  models: dict[str, nnx.Module]
   step: int
   metrics: dict
   stopped_early: bool = False
@@ -62,40 +64,6 @@ class _StopOnSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def make_train_step(graphdef, task, config, state_sharding):
-  """The pure, jitted update: (state, batch, step) -> (state, metrics).
-
-  The state (model + optimizer) is donated so XLA updates it in place.
-  """
-  base_key = jax.random.key(config.seed)
-
-  @functools.partial(jax.jit, donate_argnums=(0,), out_shardings=(state_sharding, None))
-  def train_step(state, batch, step):
-    parts = nnx.merge(graphdef, state)
-    model, optimizer = parts["model"], parts["opt"]
-    rng = jax.random.fold_in(base_key, step)
-
-    def loss_of(m):
-      return task.loss_fn(m, batch, rng, config)
-
-    (loss, metrics), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
-    optimizer.update(model, grads)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
-    return nnx.state(parts), metrics
-
-  return train_step
-
-
-def build_state(config, task, mesh):
-  """Model + optimizer created sharded on `mesh` (eager sharding under the mesh)."""
-  with jax.set_mesh(mesh), nnx.logical_axis_rules(mesh_lib.sharding_rules(config)):
-    model = task.create_model(config, nnx.Rngs(config.seed))
-    optimizer = nnx.Optimizer(
-        model, make_optimizer(config.optimizer, config.train.steps), wrt=nnx.Param
-    )
-  return nnx.split({"model": model, "opt": optimizer})
-
-
 def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
   """Train `config` in `workdir`, resuming from its latest checkpoint if any."""
   workdir = Path(workdir)
@@ -104,18 +72,24 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
     jax.distributed.initialize()
   task = tasks.get(config.task)
 
-  ##### Mesh, model, optimizer.
+  ##### Mesh, named models and optimizers.
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape))
-  graphdef, state = build_state(config, task, mesh)
+  graphdef, state, frozen = build_state(config, task, mesh)
   state_sharding = jax.tree.map(lambda x: x.sharding, state)
-  train_step = make_train_step(graphdef, task, config, state_sharding)
+  train_step = make_train_step(graphdef, task, config, state_sharding, frozen)
 
-  ##### Checkpoints: resume automatically from the work dir.
+  ##### Checkpoints: resume automatically from the work dir, else init_from.
   ckpt = Checkpointer(workdir / "checkpoints", keep=config.train.keep)
   start = ckpt.latest_step or 0
   if start:
+    snapshot.check_resume(config, workdir)
     state = ckpt.restore(state)
     print(f"provjax: resuming {workdir} from step {start}", file=sys.stderr)
+  else:
+    init_from.apply(state, config.get("init_from"), log=lambda m: print(m, file=sys.stderr))
+  snapshot.write(config, workdir)
+  if frozen:
+    print(f"provjax: frozen modules: {', '.join(frozen)}", file=sys.stderr)
 
   ##### Loop.
   steps, tc = config.train.steps, config.train
@@ -132,7 +106,10 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
   )
   with _StopOnSignal() as stop, jax.set_mesh(mesh):
     for step in range(start, steps):
-      batch = mesh_lib.shard_batch(next(data), mesh)
+      local = next(data)
+      if step == start:  # the batch contract, once, with a message that names the entry
+        check_batch(local, task.schema, task=task.name, sizes={"B": _local_batch(config)})
+      batch = mesh_lib.shard_batch(local, mesh)
       state, metrics = train_step(state, batch, jnp.int32(step))
       done = step + 1
       bar.update(1)
@@ -146,16 +123,19 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
           raise NonFiniteError(f"non-finite metrics at step {done}: {logged}; not saving")
         ckpt.save(done, state, force=True)
       if tc.get("eval_every") and (done % tc.eval_every == 0 or done == steps):
-        model = nnx.merge(graphdef, state)["model"]
-        logged = {**logged, **_evaluate(task, model, config, writer, done)}
+        models = nnx.merge(graphdef, state)["models"]
+        logged = {**logged, **_evaluate(task, models, config, workdir, writer, done)}
       if stopping:
         stopped = True
         break
   bar.close()
   ckpt.close()
-  model = nnx.merge(graphdef, state)["model"]
+  models = nnx.merge(graphdef, state)["models"]
   return TrainResult(
-      model=model, step=done if steps > start else start, metrics=logged, stopped_early=stopped
+      models=dict(models),
+      step=done if steps > start else start,
+      metrics=logged,
+      stopped_early=stopped,
   )
 
 
@@ -171,7 +151,15 @@ def _log(writer, step, metrics, bar) -> dict:
   return values
 
 
-def _evaluate(task, model, config, writer, step) -> dict:
-  values = {f"eval/{k}": float(v) for k, v in task.evaluate(model, config).items()}
+def _local_batch(config) -> int:
+  return config.train.batch_size // jax.process_count()
+
+
+def _evaluate(task, models, config, workdir, writer, step) -> dict:
+  """Scalars to metrics.jsonl; pictures (2-D/3-D arrays) to eval/<step>/<name>.png."""
+  out = task.evaluate(models, config)
+  pictures = {k: v for k, v in out.items() if np.ndim(v) in (2, 3)}
+  values = {f"eval/{k}": float(v) for k, v in out.items() if np.ndim(v) == 0}
   writer.write(step, values)
+  write_pictures(Path(workdir) / "eval" / str(step), pictures)
   return values
