@@ -10,13 +10,15 @@ import argparse
 import json
 import sys
 
-PLANNED = """\
-planned (arrive with their systems; not available yet):
-  detect      TruFor forgery map / confidence / integrity score
-  attribute   RepMix generator attribution
-  copydetect  PixTrace + CopyNCE copy detection (ISC-format CSV)
-  inpaint     SafePaint anti-forensic inpainting
-"""
+from provjax import systems
+
+
+def planned_epilog() -> str:
+  """The commands of systems whose package has not arrived yet (empty once all have)."""
+  lines = [f"  {commands:<11} {summary}" for commands, summary in systems.planned().values()]
+  if not lines:
+    return ""
+  return "planned (arrive with their systems; not available yet):\n" + "\n".join(lines) + "\n"
 
 
 def _cmd_models(args) -> int:
@@ -47,7 +49,7 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-  from provjax.eval import bench
+  from provjax import bench
 
   bench.run(args.only, quick=args.quick)
   return 0
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="provjax",
       description="JAX/Flax model zoo for image provenance and forensics.",
-      epilog=PLANNED,
+      epilog=planned_epilog(),
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   from provjax import __version__
@@ -100,9 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
   p.set_defaults(fn=_cmd_bench)
 
-  from provjax.provenance import cli as provenance_cli
-
-  provenance_cli.add_commands(sub)
+  for module in systems.plugins("cli"):  # each system package registers its own commands
+    module.add_commands(sub)
   return parser
 
 
@@ -112,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   args.overrides = overrides
   from provjax.train.trainer import NonFiniteError
+  from provjax.weights import CorruptWeightsError
 
   try:
     return args.fn(args)
-  except NonFiniteError as e:
-    print(f"provjax {args.command}: {e}", file=sys.stderr)
+  except (NonFiniteError, CorruptWeightsError) as e:
+    # Not a bad argument: the run or the installed weights failed.
+    print(f"provjax {args.command}: error: {e}", file=sys.stderr)
     return 1
   except (FileNotFoundError, KeyError, ValueError) as e:
     print(f"provjax {args.command}: error: {e}", file=sys.stderr)

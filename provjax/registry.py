@@ -3,7 +3,8 @@
 Architectures are found by module name (`provjax.models.<arch>`), each module
 exposing `VARIANTS` and `create(variant, *, rngs, **overrides)`; there is no
 central table to edit when a model is added. Released weights live in
-`checkpoints/<arch>.<tag>/` (see `provjax.weights`).
+`checkpoints/<arch>.<tag>/`; `provjax.weights` builds on this module, never the
+other way round.
 """
 
 from __future__ import annotations
@@ -60,10 +61,6 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, **ov
   return module.create(variant, rngs=rngs, **overrides)
 
 
-def list_models(pretrained: bool = False) -> list[str]:
-  """All `arch.variant` names, or with pretrained=True all released `arch.tag`s."""
-  if pretrained:
-    from provjax import weights
-
-    return weights.released()
+def list_models() -> list[str]:
+  """All `arch.variant` names (released `arch.tag`s are `provjax.weights.released()`)."""
   return [f"{a}.{v}" for a in architectures() for v in _arch_module(a).VARIANTS]

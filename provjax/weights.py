@@ -4,45 +4,155 @@ Each folder holds
   config.json    - the architecture (`arch.variant`), overrides and the
                    preprocessing that travels with the weights;
   weights/       - the model state (params + batch statistics) as an Orbax
-                   checkpoint (written to a temporary path, then renamed);
-  model_card.md  - data, steps, config, measured metrics and limits.
+                   checkpoint;
+  model_card.md  - data, steps, config, machine, measured metrics and limits,
+                   written by `provjax.cards` from measurements only;
+  metrics.json   - the card's figures as rows;
+  manifest.json  - sha256 and size of every other file, checked before loading
+                   so a truncated download or an edited file fails loudly
+                   instead of loading wrong numbers.
+
+A folder is built aside and swapped in by renames, so readers see either the
+old complete folder or the new complete one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 import shutil
+import tempfile
 
 from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 
-from provjax import registry
+from provjax import cards, registry
+
+MANIFEST = "manifest.json"
+
+
+class CorruptWeightsError(ValueError):
+  """A released-weights folder does not match its manifest."""
 
 
 def root() -> Path:
-  """Where released weights live: $PROVJAX_CHECKPOINTS or the repo's checkpoints/."""
+  """Where released weights live.
+
+  $PROVJAX_CHECKPOINTS when set; else the `provjax/checkpoints/` package data
+  of an installed wheel (pyproject.toml maps the top-level checkpoints/
+  there); else the top-level checkpoints/ of a source checkout.
+  """
   env = os.environ.get("PROVJAX_CHECKPOINTS")
-  return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+  if env:
+    return Path(env)
+  package = Path(__file__).resolve().parent
+  installed = package / "checkpoints"
+  return installed if installed.is_dir() else package.parent / "checkpoints"
 
 
 def released() -> list[str]:
   folder = root()
   if not folder.is_dir():
     return []
-  return sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())
+  # Dot-names are an export's staging or backup folders, never a release.
+  return sorted(
+      p.name
+      for p in folder.iterdir()
+      if not p.name.startswith(".") and (p / "config.json").is_file()
+  )
 
 
-def read_config(name: str) -> dict:
-  path = root() / name / "config.json"
-  if not path.is_file():
+def _folder(name: str) -> Path:
+  folder = root() / name
+  if not (folder / "config.json").is_file():
     raise ValueError(
         f"no released weights named {name!r} (looked in {root()}); "
         f"available: {', '.join(released()) or 'none'}"
     )
-  return json.loads(path.read_text())
+  return folder
+
+
+def read_config(name: str) -> dict:
+  return json.loads((_folder(name) / "config.json").read_text())
+
+
+def _sha256(path: Path) -> str:
+  digest = hashlib.sha256()
+  with path.open("rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _listed_files(folder: Path) -> list[str]:
+  """Every file of the folder but the manifest, as sorted POSIX relative paths."""
+  return sorted(
+      p.relative_to(folder).as_posix()
+      for p in folder.rglob("*")
+      if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST
+  )
+
+
+def write_manifest(folder: str | Path) -> Path:
+  """Write `folder/manifest.json`: relative path -> {sha256, size} for each file."""
+  folder = Path(folder)
+  files = {
+      rel: {"sha256": _sha256(folder / rel), "size": (folder / rel).stat().st_size}
+      for rel in _listed_files(folder)
+  }
+  path = folder / MANIFEST
+  tmp = path.with_name(MANIFEST + ".tmp")
+  tmp.write_text(json.dumps({"files": files}, indent=2) + "\n")
+  os.replace(tmp, path)
+  return path
+
+
+def verify(folder: str | Path) -> None:
+  """Raise CorruptWeightsError naming the first file that is missing or differs.
+
+  Files the manifest does not list are ignored: nothing listed refers to them,
+  so they cannot change what is loaded.
+  """
+  folder = Path(folder)
+  hint = "re-export or reinstall"
+  manifest = folder / MANIFEST
+  if not manifest.is_file():
+    raise CorruptWeightsError(f"{manifest}: missing; {hint}")
+  try:
+    files = json.loads(manifest.read_text())["files"]
+  except (ValueError, KeyError) as e:
+    raise CorruptWeightsError(f"{manifest}: unreadable ({e}); {hint}") from e
+  for rel, entry in files.items():
+    path = folder / rel
+    if not path.is_file():
+      raise CorruptWeightsError(f"{path}: missing; {hint}")
+    # The size is checked first: it catches truncation without reading the file.
+    if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+      raise CorruptWeightsError(f"{path}: sha256 mismatch (corrupted or modified); {hint}")
+
+
+def _swap_in(staged: Path, target: Path) -> None:
+  """Replace `target` by `staged` with renames only; the old folder goes last.
+
+  Directories cannot be exchanged atomically, so the old folder is first
+  renamed aside (and put back if the second rename fails) rather than deleted:
+  at no point is the only complete copy gone.
+  """
+  backup = None
+  if target.exists():
+    backup = staged.with_suffix(".old")  # unique because the staging name is
+    target.rename(backup)
+  try:
+    staged.rename(target)
+  except BaseException:
+    if backup is not None:
+      backup.rename(target)
+    raise
+  if backup is not None:
+    shutil.rmtree(backup)
 
 
 def export(
@@ -52,38 +162,47 @@ def export(
     arch: str,
     overrides: dict | None = None,
     preprocessing: dict | None = None,
-    card: str = "",
+    card: "cards.Card | None" = None,
     extra: dict | None = None,
 ) -> Path:
-  """Write `checkpoints/<name>/` atomically (temp folder, then rename)."""
+  """Write `checkpoints/<name>/` (weights, config, card, manifest) atomically.
+
+  The card (`provjax.cards.Card`, figures from measurements only) becomes
+  model_card.md and metrics.json.
+  """
   target = root() / name
-  tmp = target.with_name(target.name + ".tmp")
-  shutil.rmtree(tmp, ignore_errors=True)
-  tmp.mkdir(parents=True)
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save((tmp / "weights").absolute(), nnx.state(model))
-  meta = {
-      "arch": arch,
-      "overrides": overrides or {},
-      "preprocessing": preprocessing or {},
-      **(extra or {}),
-  }
-  (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-  (tmp / "model_card.md").write_text(card)
-  if target.exists():
-    shutil.rmtree(target)
-  tmp.rename(target)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  staged = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      ckptr.save((staged / "weights").absolute(), nnx.state(model))
+    meta = {
+        "arch": arch,
+        "overrides": overrides or {},
+        "preprocessing": preprocessing or {},
+        **(extra or {}),
+    }
+    (staged / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if card is not None:
+      cards.write(staged, card)
+    write_manifest(staged)
+    _swap_in(staged, target)
+  except BaseException:
+    shutil.rmtree(staged, ignore_errors=True)
+    raise
   return target
 
 
 def load(name: str) -> nnx.Module:
-  """Model `arch.tag` with its released weights, in eval mode."""
-  meta = read_config(name)
+  """Model `arch.tag` with its released weights (checked against the manifest), in eval mode."""
+  folder = _folder(name)
+  verify(folder)
+  meta = json.loads((folder / "config.json").read_text())
   abstract = nnx.eval_shape(lambda: registry.create_model(meta["arch"], **meta["overrides"]))
   graphdef, abstract_state = nnx.split(abstract)
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
   with ocp.StandardCheckpointer() as ckptr:
-    state = ckptr.restore((root() / name / "weights").absolute(), target)
+    state = ckptr.restore((folder / "weights").absolute(), target)
   model = nnx.merge(graphdef, state)
   model.eval()
   return model

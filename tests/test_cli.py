@@ -1,5 +1,7 @@
 """The command line: help, model listing, configs and overrides, exit codes."""
 
+import argparse
+
 import pytest
 
 import provjax
@@ -53,3 +55,37 @@ def test_unknown_model_names_are_clear():
     provjax.create_model("simprov.huge")
   with pytest.raises(ValueError, match="no released weights"):
     provjax.load("simprov.not-a-tag")
+
+
+def _subparser(parser, *path):
+  """The parser of `provjax <path...>`, reached through argparse's subparser actions."""
+  for name in path:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parser = action.choices[name]
+  return parser
+
+
+@pytest.mark.parametrize("command", [("query",), ("index", "build"), ("demo",)])
+def test_every_flag_has_help(command):
+  parser = _subparser(cli.build_parser(), *command)
+  for action in parser._actions:
+    assert action.help, f"provjax {' '.join(command)}: {action.dest} has no help"
+
+
+def test_query_help_documents_the_json_fields(capsys):
+  with pytest.raises(SystemExit) as e:
+    cli.main(["query", "--help"])
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  for field in ("query", "match", "candidates", "heatmap_png", "heatmap_npy", "error", "--json"):
+    assert field in out
+
+
+def test_query_bad_arguments_exit_2(tmp_path, capsys):
+  img = str(tmp_path / "a.png")
+  assert cli.main(["query", img, "--index", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+  assert "none" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    cli.main(["query", img, "--index", str(tmp_path), "--out", str(tmp_path), "--k", "0"])
+  assert e.value.code == 2
+  assert "at least 1" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 import provjax
 from provjax.models import comparator
 from provjax.models.layers import correlation, warp
-from provjax.tasks import comparator as task
+from provjax.tasks import simprov_comparator as task
 
 
 def _rngs(seed: int) -> nnx.Rngs:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import jaccard_score
 
-from provjax.eval import heatmap_metrics as hm
+from provjax.metrics import heatmap as hm
 
 
 def _keys_bicubic_upsample_1d(values, out: int, a: float = -0.5) -> np.ndarray:

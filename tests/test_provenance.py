@@ -22,17 +22,15 @@ def fresh_weights(tmp_path_factory):
   root = tmp_path_factory.mktemp("checkpoints")
   mp = pytest.MonkeyPatch()
   mp.setenv("PROVJAX_CHECKPOINTS", str(root))
-  for arch in ("simprov", "comparator"):
-    model = provjax.create_model(f"{arch}.tiny")
-    weights.export(
-        model,
-        f"{arch}.test",
-        arch=f"{arch}.tiny",
-        preprocessing={"image_size": model.image_size},
-        card="test weights\n",
-    )
-  yield root
-  mp.undo()
+  try:
+    for arch in ("simprov", "comparator"):
+      model = provjax.create_model(f"{arch}.tiny")
+      weights.export(
+          model, f"{arch}.test", arch=f"{arch}.tiny", preprocessing={"image_size": model.image_size}
+      )
+    yield root
+  finally:
+    mp.undo()
 
 
 def _images(folder, n, seed=0):
@@ -197,3 +195,56 @@ def test_sharded_build_matches_single_gallery(fresh_weights, tmp_path, capsys):
   np.testing.assert_array_equal(i1, i2)
   np.testing.assert_allclose(s1, s2, rtol=1e-6)
   np.testing.assert_array_equal(one.thumbs(i1[0]), sharded.thumbs(i2[0]))
+
+
+def test_query_reports_each_failure_on_its_own_line(fresh_weights, tmp_path, capsys, monkeypatch):
+  paths = _images(tmp_path / "db", 3)
+  corrupt = tmp_path / "corrupt.png"
+  corrupt.write_bytes(paths[0].read_bytes()[:60])  # a truncated PNG
+  flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test"]
+  assert (
+      cli.main(
+          [
+              "index",
+              "build",
+              str(tmp_path / "db"),
+              "--index",
+              str(tmp_path / "idx"),
+              "--no-progress",
+              "--backend",
+              "exact",
+              *flags,
+          ]
+      )
+      == 0
+  )
+  capsys.readouterr()
+  query = ["query", "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "out"), "--k", "2"]
+
+  rc = cli.main([*query, "--json", str(paths[0]), str(corrupt), str(paths[1]), *flags])
+  out, err = capsys.readouterr()
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert rc == 1 and [l["query"] for l in lines] == [str(paths[0]), str(corrupt), str(paths[1])]
+  assert lines[0]["error"] is None and lines[2]["error"] is None
+  assert "corrupt.png" in lines[1]["error"] and lines[1]["match"] is None
+  assert err.count("\n") == 1 and "corrupt.png" in err
+
+  # Not only unreadable images: any exception while querying one image is
+  # that image's failure, and a terminal gets one short line per image.
+  from provjax.provenance import report
+
+  real = report.write_query_outputs
+
+  def failing(out_dir, stem, *args, **kwargs):
+    if stem.endswith("img1"):
+      raise RuntimeError("disk full")
+    return real(out_dir, stem, *args, **kwargs)
+
+  monkeypatch.setattr(report, "write_query_outputs", failing)
+  monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+  rc = cli.main([*query, str(paths[1]), str(paths[2]), *flags])
+  out, err = capsys.readouterr()
+  first, second = out.splitlines()
+  assert rc == 1 and first.startswith(f"{paths[1]}: skipped") and second.startswith(str(paths[2]))
+  assert not second.startswith("{") and "->" in second
+  assert err.strip() == f"provjax query: skipped {paths[1]}: RuntimeError: disk full"

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from provjax.eval import bench_retrieval
+from provjax.metrics.retrieval import recall_at_k
+from provjax.provenance import bench_retrieval
 from provjax.retrieval import (
     Index,
     IndexCorruptError,
@@ -87,11 +88,11 @@ def test_scann_recall_on_clustered_data(clustered, scann_index):
   ref = Index(32, backend="exact")
   ref.add(scann_index.ids, db)
   _, true = ref.search(queries, 10)
-  assert bench_retrieval.recall_at_k(found, true, 10) >= 0.95
+  assert recall_at_k(found, true, 10) >= 0.95
 
 
 def test_recall_at_k_hand_case():
-  assert bench_retrieval.recall_at_k([[1, 2, 3], [4, 5, 6]], [[3, 2, 9], [4, 7, 8]], 3) == 0.5
+  assert recall_at_k([[1, 2, 3], [4, 5, 6]], [[3, 2, 9], [4, 7, 8]], 3) == 0.5
 
 
 # ------------------------------------------------------------------------------ persistence

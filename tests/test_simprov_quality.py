@@ -15,7 +15,7 @@ from provjax import transforms
 from provjax.data import pairs, synthetic
 from provjax.provenance import benchmark
 from provjax.provenance.engine import Describer, Engine
-from provjax.tasks import comparator as comparator_task
+from provjax.tasks import simprov_comparator as comparator_task
 
 # Search rank-1 recall floors per benign family (measured values in the model card).
 # Measured with this exact setup at release (synth-v1): jpeg/noise/resize/aspect 1.0,

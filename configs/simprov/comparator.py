@@ -25,7 +25,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   quick = "quick" in flags
   small = variant == "tiny"
   c = ml_collections.ConfigDict()
-  c.task = "comparator"
+  c.task = "simprov_comparator"
   c.seed = 0
   c.distributed = False
   c.model = dict(name=f"comparator.{variant}", overrides={})

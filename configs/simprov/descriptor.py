@@ -23,7 +23,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   quick = "quick" in flags
   small = variant == "tiny"
   c = ml_collections.ConfigDict()
-  c.task = "descriptor"
+  c.task = "simprov_descriptor"
   c.seed = 0
   c.distributed = False
   c.model = dict(name=f"simprov.{variant}", overrides={})

@@ -107,6 +107,8 @@ def run(
     rows = [evaluate.score(q, engine.query(q.edit.image)) for q in queries]
     return {
         "gallery": len(engine.gallery),
+        "originals": len(originals),
+        "k": k,
         "table": evaluate.summarize(rows),
         "families": family_recall(engine, originals, rng),
     }

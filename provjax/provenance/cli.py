@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 import sys
@@ -55,20 +56,62 @@ def _shard(args) -> tuple[int, int] | None:
   return None
 
 
+QUERY_EPILOG = """\
+output: one line per IMAGE, in order. With --json (the default when stdout is
+not a terminal) each line is a JSON object:
+  query        the IMAGE argument as given
+  match        the best candidate unless it is judged distinct, else null:
+               the candidate fields plus verdict ("benign" or "manipulated")
+  candidates   up to --top gallery images after re-ranking, most likely
+               source first: id, path, score (descriptor cosine), p_benign,
+               p_manipulated, p_distinct (comparator probabilities)
+  heatmap_png  picture: query | matched original | edit heatmap overlay
+  heatmap_npy  the edit heatmap on the query's pixels (float32 [H, W], 0..1)
+  error        null, or why this image was skipped (the file is named; the
+               same reason goes to stderr and the other images go on)
+
+exit status: 0 every image processed, 1 some image skipped, 2 bad arguments.
+"""
+
+
+def _failure(path: str, error: Exception) -> str:
+  """One line naming the file and what went wrong with it."""
+  from provjax.data.images import ImageError
+
+  if isinstance(error, ImageError):  # its message already starts with the file
+    return str(error)
+  return " ".join(f"{path}: {type(error).__name__}: {error}".split())
+
+
+def _human_line(record: dict) -> str:
+  """A terminal's summary of one query record."""
+  query = record["query"]
+  if record["error"]:
+    return f"{query}: skipped (reason on stderr)"
+  match = record["match"]
+  if match:
+    found = f"{match['verdict']} copy of {match['path']} (p_distinct {match['p_distinct']:.2f})"
+  else:
+    found = "no match in the gallery"
+  return f"{query}: {found} -> {record['heatmap_png']}"
+
+
 def cmd_query(args) -> int:
   from provjax.provenance.engine import Engine
   from provjax.provenance.gallery import Gallery
   from provjax.provenance.report import write_query_outputs
-  from provjax.data.images import ImageError, read_image
+  from provjax.data.images import read_image
   from provjax.weights import read_config
 
+  # The gallery first: a wrong --index is a bad argument, found before the
+  # models are loaded.
+  gallery = Gallery.open(args.index)
   descriptor, comparator = _models(args)
   threshold = read_config(args.comparator).get("distinct_threshold", 0.5)
-  engine = Engine(
-      Gallery.open(args.index), descriptor, comparator, k=args.k, distinct_threshold=threshold
-  )
+  engine = Engine(gallery, descriptor, comparator, k=args.k, distinct_threshold=threshold)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
+  as_json = args.json or not sys.stdout.isatty()
   failed = 0
   for n, path in enumerate(args.images):
     record = {
@@ -85,11 +128,12 @@ def cmd_query(args) -> int:
       record.update(
           write_query_outputs(out, f"{n:04d}-{Path(path).stem}", image, result, top=args.top)
       )
-    except ImageError as e:
-      record["error"] = str(e)
-      print(f"provjax query: skipped {e}", file=sys.stderr)
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      # Whatever one input does, it costs only its own line: the batch goes on.
+      record["error"] = _failure(path, e)
+      print(f"provjax query: skipped {record['error']}", file=sys.stderr, flush=True)
       failed += 1
-    print(json.dumps(record), flush=True)
+    print(json.dumps(record) if as_json else _human_line(record), flush=True)
   return 1 if failed else 0
 
 
@@ -107,6 +151,19 @@ def cmd_demo(args) -> int:
   return 0
 
 
+def _at_least(minimum: int):
+  """An argparse type: an integer >= minimum (else exit 2 with usage)."""
+
+  def parse(text: str) -> int:
+    value = int(text)
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+
+  parse.__name__ = "integer"  # how argparse names the type in its message
+  return parse
+
+
 def _model_flags(p) -> None:
   p.add_argument(
       "--descriptor", default=DEFAULT_DESCRIPTOR, help="search encoder weights (arch.tag)"
@@ -118,11 +175,21 @@ def add_commands(sub) -> None:
   p = sub.add_parser("index", help="descriptor index of a trusted database")
   isub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
   b = isub.add_parser("build", help="index IMAGES_DIR into --index DIR (resumable)")
-  b.add_argument("images_dir")
-  b.add_argument("--index", required=True)
-  b.add_argument("--backend", default="scann", choices=["scann", "exact"])
-  b.add_argument("--save-every", type=int, default=1000)
-  b.add_argument("--no-progress", action="store_true")
+  b.add_argument("images_dir", help="folder of trusted images (searched recursively)")
+  b.add_argument("--index", required=True, help="gallery folder to create or extend")
+  b.add_argument(
+      "--backend",
+      default="scann",
+      choices=["scann", "exact"],
+      help="search backend: scann (fast, approximate) or exact (brute force)",
+  )
+  b.add_argument(
+      "--save-every",
+      type=_at_least(1),
+      default=1000,
+      help="save progress every N images, so an interrupted build resumes there",
+  )
+  b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
   b.add_argument(
       "--shard",
       default=None,
@@ -137,19 +204,38 @@ def add_commands(sub) -> None:
   _model_flags(b)
   b.set_defaults(fn=cmd_index_build)
 
-  p = sub.add_parser("query", help="provenance: match, verdict and edit heatmap per image")
-  p.add_argument("images", nargs="+", metavar="IMAGE")
-  p.add_argument("--index", required=True)
-  p.add_argument("--out", required=True)
-  p.add_argument("--k", type=int, default=100, help="candidates re-ranked by the comparator")
-  p.add_argument("--top", type=int, default=10, help="candidates listed in the JSON")
+  p = sub.add_parser(
+      "query",
+      help="provenance: match, verdict and edit heatmap per image",
+      epilog=QUERY_EPILOG,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument("images", nargs="+", metavar="IMAGE", help="query images")
+  p.add_argument("--index", required=True, help="gallery folder made by `provjax index build`")
+  p.add_argument("--out", required=True, help="folder for the pictures and heatmaps")
+  p.add_argument(
+      "--k", type=_at_least(1), default=100, help="candidates re-ranked by the comparator"
+  )
+  p.add_argument("--top", type=_at_least(0), default=10, help="candidates listed in the JSON")
+  p.add_argument(
+      "--json",
+      action="store_true",
+      help="JSON lines even on a terminal (the default when stdout is not a terminal)",
+  )
   _model_flags(p)
   p.set_defaults(fn=cmd_query)
 
   p = sub.add_parser("demo", help="the main job on the embedded sample photographs")
-  p.add_argument("--out", default="provjax-demo")
-  p.add_argument("--distractors", type=int, default=1000)
-  p.add_argument("--k", type=int, default=100)
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default="provjax-demo", help="folder for the demo gallery and report")
+  p.add_argument(
+      "--distractors",
+      type=_at_least(0),
+      default=1000,
+      help="unrelated gallery images added around the originals",
+  )
+  p.add_argument(
+      "--k", type=_at_least(1), default=100, help="candidates re-ranked by the comparator"
+  )
+  p.add_argument("--seed", type=int, default=0, help="seed of the edits and distractors")
   _model_flags(p)
   p.set_defaults(fn=cmd_demo)

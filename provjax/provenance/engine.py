@@ -46,14 +46,8 @@ class Describer:
 
   def __init__(self, model, batch: int = 32):
     self.size, self.batch = int(model.image_size), batch
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def embed(images):
-      m = nnx.merge(graphdef, state)
-      return l2_normalize(m(images.astype(jnp.float32) / 255.0, train=False))
-
-    self._embed = embed
+    graphdef, self._state = nnx.split(model)
+    self._embed = embed_fn(graphdef)
 
   def __call__(self, images: list[np.ndarray]) -> np.ndarray:
     s, out = self.size, []
@@ -64,7 +58,7 @@ class Describer:
       chunk = np.zeros((_bucket(len(part), self.batch), s, s, 3), np.uint8)
       for n, img in enumerate(part):
         chunk[n] = img if img.shape[:2] == (s, s) else resize(img, s, s)
-      out.append(np.asarray(self._embed(chunk))[: len(part)])
+      out.append(np.asarray(self._embed(self._state, chunk))[: len(part)])
     return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
 
 
@@ -73,11 +67,28 @@ def _bucket(n: int, cap: int) -> int:
   return min(cap, 1 << max(0, n - 1).bit_length())
 
 
-def _compare_fn(model):
-  graphdef, state = nnx.split(model)
+# The compiled functions below take the model state as an argument and close
+# over the graphdef (structure only). Closing over the state would make every
+# weight a constant of the lowered program: a copy per compilation, slow
+# compiles, and an exported StableHLO module as large as the checkpoint.
+
+
+def embed_fn(graphdef: nnx.GraphDef):
+  """Jitted `(state, uint8 images [B, S, S, 3]) -> L2-normalised descriptors [B, D]`."""
 
   @jax.jit
-  def compare(refs, queries):
+  def embed(state, images):
+    m = nnx.merge(graphdef, state)
+    return l2_normalize(m(images.astype(jnp.float32) / 255.0, train=False))
+
+  return embed
+
+
+def compare_fn(graphdef: nnx.GraphDef):
+  """Jitted `(state, refs, queries)` (uint8 [B, S, S, 3]) -> probs, heatmap, coords, valid."""
+
+  @jax.jit
+  def compare(state, refs, queries):
     m = nnx.merge(graphdef, state)
     out = m.predict(refs.astype(jnp.float32) / 255.0, queries.astype(jnp.float32) / 255.0)
     return out["probs"], out["heatmap"], out["coords"], out["valid"]
@@ -133,7 +144,8 @@ class Engine:
           f"gallery thumbnails are {gallery.info['thumb_size']} px but the "
           f"comparator wants {self.cmp_size} px; rebuild the index"
       )
-    self._compare = _compare_fn(comparator)
+    cmp_graphdef, self._cmp_state = nnx.split(comparator)
+    self._compare = compare_fn(cmp_graphdef)
 
   def query(self, image: np.ndarray, vector: np.ndarray | None = None) -> QueryResult:
     """Run the three stages for one RGB image (its descriptor may be given)."""
@@ -144,7 +156,8 @@ class Engine:
     q = resize(image, self.cmp_size, self.cmp_size)
     thumbs = self.gallery.thumbs(ids)
     probs, heat, coords, valid = (
-        np.asarray(a) for a in self._compare(thumbs, np.broadcast_to(q, (k,) + q.shape))
+        np.asarray(a)
+        for a in self._compare(self._cmp_state, thumbs, np.broadcast_to(q, (k,) + q.shape))
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
     order = np.argsort(probs[:, 2], kind="stable")

@@ -2,7 +2,7 @@
 
 Recall@{1,5,10,100} before (search order) and after comparator re-ranking,
 3-way verdict accuracy, heatmap IoU on manipulated queries and emptiness on
-benign ones, both with the spec's definitions (`eval.heatmap_metrics`).
+benign ones, both with the spec's definitions (`provjax.metrics.heatmap`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from provjax import transforms
 from provjax.data import pairs, splits
-from provjax.eval.heatmap_metrics import emptiness, heatmap_iou
+from provjax.metrics.heatmap import emptiness, heatmap_iou
 
 KINDS = ("benign", "manipulated", "distinct")
 RECALL_AT = (1, 5, 10, 100)

@@ -1,89 +1,128 @@
-"""Export trained SImProv models as released weights with measured model cards."""
+"""Export trained SImProv models as released weights with cards written from measurements.
+
+    python scripts/release_simprov.py --descriptor-workdir runs/desc --comparator-workdir runs/cmp
+
+Every figure of the two cards is measured here, in this run: the task's own
+held-back evaluation, the end-to-end benchmark on the "gallery" split among
+"distractors", and the near-duplicate operating point chosen on the "test"
+(validation) split. Sentences that compare or rank come from those figures.
+"""
 
 from __future__ import annotations
 
-import datetime
 import json
 
-from provjax import tasks, weights
-from provjax.provenance import benchmark, evaluate
+from provjax import cards, tasks, weights
+from provjax.provenance import benchmark
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import read_metrics
+from provjax.config import apply_override
+from provjax.train import snapshot
+from provjax.train.snapshot import as_dict
 
 
-def _card(
-    name: str,
-    what: str,
-    config_spec: str,
-    config,
-    step: int,
-    task_metrics: dict,
-    bench: dict,
-    limits: str,
-) -> str:
-  table = evaluate.format_table(bench["table"])
-  fam = "\n".join(
-      f"| {f} | {v['R@1']:.3f} | {v['R@10']:.3f} |" for f, v in bench["families"].items()
+def data_description(config) -> str:
+  """Where the training originals came from, from the config alone."""
+  d = config.data
+  photos = (
+      f"crops of the train-split photographs of the folder `{d.photo_dir}` (grouped and split "
+      "by source, `provjax.data.folder`)"
+      if d.get("photo_dir")
+      else "crops of the train-split photographs bundled with scikit-image / scikit-learn / "
+      "matplotlib (`provjax.data.splits`)"
   )
-  metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in task_metrics.items() if isinstance(v, float))
-  return f"""# Model card: {name}
-
-{what}
-
-- Architecture: `{config.model.name}` ({config.data.image_size} px input, values in [0, 1];
-  ImageNet normalisation happens inside the model).
-- Training: `provjax train --config {config_spec}`, {step} steps, batch {config.train.batch_size},
-  optimizer {config.optimizer.name} lr {config.optimizer.lr} ({config.optimizer.schedule}),
-  seed {config.seed}, on the CPU (2 cores).
-- Data: `provjax_synthetic` (TFDS, ArrayRecord): {config.data.count} originals at
-  {config.data.resolution} px, half random crops of the 22 photographs bundled with
-  scikit-image / scikit-learn / matplotlib, half procedural images; edits from
-  `provjax.transforms` with exact masks and coordinate tables. No ImageNet or PSBattles
-  initialisation (not available offline).
-- Released: {datetime.date.today().isoformat()}. Load with `provjax.load("{name}")`.
-
-## Held-back metrics of this model alone (`provjax eval`)
-| metric | value |
-|---|---|
-{metrics}
-
-## End-to-end held-back benchmark (both released models together)
-Gallery: {bench['gallery']} images = 100 unseen originals (the "gallery" split) +
-distractors (the "distractors" split), photos and procedural seeds that no training or test
-image comes from (provjax.data.splits); every original
-gets a benign and a manipulated query (1-2 random benign edits after the manipulation),
-plus 50 unrelated queries. k = 100 candidates re-ranked by ascending P(distinct).
-Heatmap IoU and emptiness follow specs/simprov.md 2.11 (1024 px bicubic, threshold 80/255).
-
-```
-{table}
-```
-
-Search recall of the originals per benign transform family (same gallery):
-
-| family | R@1 | R@10 |
-|---|---|---|
-{fam}
-
-## Limits
-{limits}
-"""
+  return (
+      f"`provjax_synthetic` (TFDS, ArrayRecord), {d.count} originals at {d.resolution} px: "
+      f"half {photos}, half procedural images from the train seed namespace; edits from "
+      "`provjax.transforms` with exact masks and coordinate tables. No source of the "
+      "benchmark below (bundled photos of the gallery and distractor splits, their procedural "
+      "seeds) is in the training data. Trained from scratch (no ImageNet or PSBattles weights "
+      "offline)."
+  )
 
 
-def release(
-    spec: str,
-    config,
-    workdir: str,
-    name: str,
-    what: str,
-    limits: str,
-    bench: dict,
-    extra: dict | None = None,
-) -> dict:
-  """Evaluate the work dir's latest checkpoint and export it as `name`."""
+def eval_log(workdir) -> list[dict]:
+  """The held-back evaluation lines of a run's metrics.jsonl."""
+  out = []
+  for rec in read_metrics(f"{workdir}/metrics.jsonl"):
+    values = {k.removeprefix("eval/"): v for k, v in rec.items() if k.startswith("eval/")}
+    if values:
+      out.append({"step": rec["step"], **values})
+  return out
+
+
+def benchmark_tables(bench: dict) -> dict:
+  """The end-to-end and per-family tables, shared by both cards."""
+  setup = (
+      "Gallery: unseen originals (bundled photos of the gallery split and procedural gallery "
+      "seeds) among distractors (distractor split); each original gets a benign and a "
+      "manipulated query, plus unrelated queries; candidates re-ranked by ascending "
+      "P(distinct); verdict at the calibrated operating point; heatmap IoU and emptiness as "
+      "specs/simprov.md 2.11."
+  )
+  families = [{"family": f, **v} for f, v in bench["families"].items()]
+  return {
+      "End-to-end benchmark (both released models)": (setup, bench["table"]),
+      "Search recall of the originals per benign family (same gallery)": (
+          "One query per original and family.",
+          families,
+      ),
+  }
+
+
+def findings(bench: dict, calib: dict) -> list[str]:
+  """Sentences drawn from the figures: weakest families, verdicts, re-ranking, threshold."""
+  fam = sorted(bench["families"].items(), key=lambda kv: kv[1]["R@1"])
+  weak = ", ".join(f"{f} ({cards.fmt(v['R@1'])})" for f, v in fam[:3])
+  verdicts = {r["queries"]: r["verdict acc"] for r in bench["table"]}
+  worst = min(verdicts, key=verdicts.get)
+  out = [
+      f"Weakest benign families by search R@1: {weak}.",
+      (f"Lowest end-to-end verdict accuracy: {worst} queries ({cards.fmt(verdicts[worst])})."),
+  ]
+  for row in bench["table"]:
+    if "search R@1" in row:
+      change = "raises" if row["re-ranked R@1"] > row["search R@1"] else "does not raise"
+      out.append(
+          f"Re-ranking {change} R@1 for {row['queries']} queries "
+          f"({cards.fmt(row['search R@1'])} -> {cards.fmt(row['re-ranked R@1'])})."
+      )
+  out.append(
+      f"Near-duplicate operating point P(distinct) >= {cards.fmt(calib['threshold'])} "
+      f"(`distinct_threshold` in config.json), chosen on the validation split (balanced "
+      f"accuracy {cards.fmt(calib['balanced_accuracy'])} there)."
+  )
+  return out
+
+
+def release(spec, config, workdir, name, summary, bench, calib, extra=None) -> dict:
+  """Evaluate the work dir's latest checkpoint and export it as `name` with its card."""
   model, step = restore_model(config, workdir)
   metrics = tasks.get(config.task).evaluate({"model": model}, config)
-  card = _card(name, what, spec, config, step, metrics, bench, limits)
+  metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+  setup = {
+      "gallery images": bench["gallery"],
+      "originals": bench["originals"],
+      "k (re-ranked)": bench["k"],
+      "validation related queries": calib["n_related"],
+      "validation unrelated queries": calib["n_unrelated"],
+  }
+  card = cards.Card(
+      name=name,
+      summary=summary,
+      arch=config.model.name,
+      config_spec=spec,
+      config=as_dict(config),
+      steps=step,
+      data=data_description(config),
+      metrics={
+          "Held-back metrics of this model alone (`provjax eval`, test split)": metrics,
+          "Benchmark setup": setup,
+      },
+      tables=benchmark_tables(bench),
+      findings=findings(bench, calib),
+      training_log=eval_log(workdir),
+  )
   weights.export(
       model,
       name,
@@ -94,12 +133,7 @@ def release(
           "resize": "bilinear, whole image to a square",
       },
       card=card,
-      extra={
-          "config": spec,
-          "steps": step,
-          **(extra or {}),
-          "training_log": read_metrics(f"{workdir}/metrics.jsonl")[-1:],
-      },
+      extra={"config": spec, "steps": step, "train_config": as_dict(config), **(extra or {})},
   )
   return metrics
 
@@ -109,22 +143,17 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
   cmp_model, _ = restore_model(cmp_config, cmp_dir)
   calib = benchmark.calibrate_distinct_threshold(desc_model, cmp_model)
   bench = benchmark.run(desc_model, cmp_model, distinct_threshold=calib["threshold"])
-  bench["calibration"] = calib
   arch_d, arch_c = desc_config.model.name.split(".")[0], cmp_config.model.name.split(".")[0]
-  out = {"benchmark": bench}
+  out = {"benchmark": bench, "calibration": calib}
   out["descriptor"] = release(
       desc_spec,
       desc_config,
       desc_dir,
       f"{arch_d}.{tag}",
-      "SImProv search encoder: 256-d descriptor (L2-normalise before indexing), trained with "
-      "the multi-positive NT-Xent (tau 0.8) on benign views of originals and of their "
-      "manipulated copies.",
-      "- Tiny CPU variant at 64 px: much weaker than the paper's ResNet-50 at 224 px.\n"
-      "- Trained only on synthetic edits of 22 photographs and procedural images; real "
-      "photographs of other kinds are out of distribution.\n"
-      "- Heavy crops (< 50 % of the side) and large rotations are the weakest families.",
+      "SImProv search encoder: a descriptor (L2-normalise before indexing) trained with the "
+      "multi-positive NT-Xent on benign views of originals and of their manipulated copies.",
       bench,
+      calib,
   )
   out["comparator"] = release(
       cmp_spec,
@@ -132,40 +161,47 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       cmp_dir,
       f"{arch_c}.{tag}",
       "SImProv comparator (ICN): affine STN + correlation-flow warp of the query onto the "
-      "original, Siamese split ResNet, 3-way verdict (benign / manipulated / distinct) and a "
-      "7x7 edit heatmap in the original's frame.",
-      "- Tiny CPU variant at 64 px: a 7x7 heatmap over a 64 px image is coarse; small edits "
-      "(< 3 % of the area) are often missed.\n"
-      "- Trained on synthetic splice / copy-move / removal edits only.\n"
-      f"- Near-duplicate operating point: the best re-ranked candidate is called distinct when "
-      f"P(distinct) >= {calib['threshold']:.4f} (`distinct_threshold` in config.json), chosen "
-      f"on a separate held-back gallery (balanced accuracy {calib['balanced_accuracy']:.3f} "
-      f"there, {calib['n_related']} related / {calib['n_unrelated']} unrelated queries).",
+      "original, Siamese split ResNet, 3-way verdict (benign / manipulated / distinct) and an "
+      "edit heatmap in the original's frame.",
       bench,
+      calib,
       extra={"distinct_threshold": calib["threshold"]},
   )
   return out
 
 
+def run_config(workdir, overrides=()):
+  """The config a run was trained with (its work dir snapshot), plus `a.b=value` overrides."""
+  config = snapshot.read(workdir)
+  for item in overrides:
+    apply_override(config, item)
+  return config
+
+
 def main(argv=None) -> None:
-  import argparse
-  from provjax.config import load_config
+  import argparse  # pylint: disable=g-import-not-at-top
 
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("--descriptor-config", default="configs/simprov/descriptor.py:tiny")
   p.add_argument("--descriptor-workdir", required=True)
   p.add_argument("--comparator-config", default="configs/simprov/comparator.py:tiny")
   p.add_argument("--comparator-workdir", required=True)
-  p.add_argument("--tag", default="synth-v1")
-  p.add_argument("--data-dir", default=None)
+  p.add_argument("--tag", default="synth-v2")
+  p.add_argument("--descriptor-override", action="append", default=[], metavar="A.B=V")
+  p.add_argument(
+      "--comparator-override",
+      action="append",
+      default=[],
+      metavar="A.B=V",
+      help="change the snapshot config, e.g. model.name after an architecture rename",
+  )
   args = p.parse_args(argv)
-  over = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
   out = release_pair(
       args.descriptor_config,
-      load_config(args.descriptor_config, over),
+      run_config(args.descriptor_workdir, args.descriptor_override),
       args.descriptor_workdir,
       args.comparator_config,
-      load_config(args.comparator_config, over),
+      run_config(args.comparator_workdir, args.comparator_override),
       args.comparator_workdir,
       args.tag,
   )

@@ -49,7 +49,7 @@ def scann_params(n: int) -> dict:
     - the best ``reorder = 80`` AH candidates re-scored exactly.
 
   The 1M-vector operating point (4,000 leaves, 10 searched, reorder 80: recall@10 0.998 at
-  ~19.5k QPS on 2 cores) was chosen with ``provjax.eval.bench_retrieval`` (see the table in
+  ~19.5k QPS on 2 cores) was chosen with ``provjax.provenance.bench_retrieval`` (see the table in
   its module docstring).
 
   Args:

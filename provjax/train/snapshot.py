@@ -57,6 +57,16 @@ def write(config, workdir: Path) -> None:
     tmp.replace(path)
 
 
+def read(workdir) -> "ml_collections.ConfigDict":
+  """The config a work dir was started with (its snapshot), as a ConfigDict."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  path = Path(workdir) / "config.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"no config snapshot {path}: not a `provjax train` work dir")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
 def changes(old: dict, new: dict) -> list[str]:
   """'key: old -> new' for every key that differs and may not change."""
   a, b = _flat(old), _flat(new)

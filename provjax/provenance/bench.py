@@ -1,7 +1,5 @@
-"""`provjax bench`: speed figures for the zoo on this machine (printed, not asserted).
+"""SImProv's sections of `provjax bench` (printed, not asserted).
 
-Sections (select with `--only`):
-  peak        fp32 matmul ceiling (numpy 4096^3), the denominator of every fraction
   models      forward throughput of the descriptors (tiny and r50, batch 16)
   train       train-step median for descriptor tiny / r50 configs, model FLOPs per
               step and the fraction of the matmul ceiling it reaches
@@ -9,51 +7,33 @@ Sections (select with `--only`):
   retrieval   ScaNN vs exact at 1M x 256 (PERFORMANCE.md recipe) with a sweep
   provenance  end-to-end query latency (search + k=100 comparator re-rank) over
               gallery sizes
-Medians of repeated wall-clock timings, all measured side by side in one run.
+
+`SECTIONS` maps each name to (title, fn); `fn(quick, peak)` returns table rows
+for the runner to print, or prints its own table and returns None.
 """
 
 from __future__ import annotations
 
-import statistics
+import functools
+from pathlib import Path
 import tempfile
-import time
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-SECTIONS = ("peak", "models", "train", "pipeline", "retrieval", "provenance")
+from provjax.timing import compiled_flops, median_seconds
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "simprov"
 
 
-def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
-
-
-def matmul_peak(n: int = 4096) -> float:
-  """GFLOP/s of a numpy fp32 n^3 matmul (the machine's compute ceiling)."""
-  a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-  return 2 * n**3 / median_seconds(lambda: a @ a, repeats=3) / 1e9
-
-
-def _compiled_flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0))
-
-
-def bench_models(quick: bool) -> list[dict]:
+def bench_models(quick: bool, peak: float) -> list[dict]:
+  del peak  # forward throughput is reported as is
   import provjax
 
   rows = []
-  for variant in (["tiny"] if quick else ["tiny", "r50"]):
+  for variant in ["tiny"] if quick else ["tiny", "r50"]:
     for dtype in (jnp.float32, jnp.bfloat16):
       model = provjax.create_model(f"simprov.{variant}", dtype=dtype)
       graphdef, state = nnx.split(model)
@@ -61,7 +41,7 @@ def bench_models(quick: bool) -> list[dict]:
       fwd = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x))
       x = jnp.asarray(np.random.default_rng(0).random((b, s, s, 3), np.float32))
       sec = median_seconds(lambda: fwd(state, x).block_until_ready(), repeats=3 if quick else 5)
-      flops = _compiled_flops(fwd.lower(state, x).compile())
+      flops = compiled_flops(fwd.lower(state, x).compile())
       rows.append(
           {
               "model": f"simprov.{variant}",
@@ -77,13 +57,12 @@ def bench_models(quick: bool) -> list[dict]:
 def bench_train(quick: bool, peak: float) -> list[dict]:
   from provjax import tasks
   from provjax.config import load_config
-  from provjax.train import mesh as mesh_lib, state as state_lib
-  from pathlib import Path
+  from provjax.train import mesh as mesh_lib
+  from provjax.train import state as state_lib
 
-  root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
   rows = []
-  for arg, batch in ([("tiny", 32)] if quick else [("tiny", 32), ("r50", 8)]):
-    config = load_config(f"{root}/descriptor.py:{arg}", [f"train.batch_size={batch}"])
+  for arg, batch in [("tiny", 32)] if quick else [("tiny", 32), ("r50", 8)]:
+    config = load_config(f"{CONFIGS}/descriptor.py:{arg}", [f"train.batch_size={batch}"])
     task = tasks.get(config.task)
     mesh = mesh_lib.make_mesh(tuple(config.mesh.shape))
     graphdef, state, frozen = state_lib.build_state(config, task, mesh)
@@ -93,7 +72,7 @@ def bench_train(quick: bool, peak: float) -> list[dict]:
     views = np.random.default_rng(0).integers(0, 255, (batch, v, s, s, 3), dtype=np.uint8)
     with jax.set_mesh(mesh):
       b = mesh_lib.shard_batch({"views": views}, mesh)
-      flops = _compiled_flops(step.lower(state, b, jnp.int32(0)).compile())
+      flops = compiled_flops(step.lower(state, b, jnp.int32(0)).compile())
       holder = {"state": state}
 
       def run():
@@ -114,17 +93,14 @@ def bench_train(quick: bool, peak: float) -> list[dict]:
   return rows
 
 
-def bench_pipeline(quick: bool) -> list[dict]:
-  from pathlib import Path
+def bench_pipeline(quick: bool, peak: float) -> list[dict]:
+  del peak  # data throughput, not compute
   from provjax.config import load_config
   from provjax.data import pipeline
-  from provjax.tasks import descriptor
+  from provjax.tasks import simprov_descriptor as descriptor
 
-  root = Path(__file__).resolve().parents[2] / "configs" / "simprov"
-  config = load_config(f"{root}/descriptor.py:tiny")
-  src = descriptor._source(config, "train")
-  import functools
-
+  config = load_config(f"{CONFIGS}/descriptor.py:tiny")
+  src = descriptor._source(config, "train")  # pylint: disable=protected-access
   map_fn = functools.partial(
       descriptor.make_views, npos=config.data.npos, size=config.data.image_size
   )
@@ -139,12 +115,20 @@ def bench_pipeline(quick: bool) -> list[dict]:
   ]
 
 
-def bench_provenance(quick: bool) -> list[dict]:
+def bench_retrieval(quick: bool, peak: float) -> None:
+  del peak  # search speed is compared with exact search, not with the ceiling
+  from provjax.provenance import bench_retrieval as retrieval
+
+  retrieval.run(n=100_000 if quick else 1_000_000, sweep=not quick)
+
+
+def bench_provenance(quick: bool, peak: float) -> list[dict]:
   """Query latency: descriptor + ScaNN top-k + comparator on k=100 pairs + heatmap."""
+  del peak  # latency, not compute
   import provjax
+  from provjax.provenance.bench_retrieval import clustered_data
   from provjax.provenance.engine import Engine
   from provjax.provenance.gallery import Gallery
-  from provjax.eval.bench_retrieval import clustered_data
 
   rows = []
   descriptor = provjax.create_model("simprov.tiny")
@@ -152,7 +136,7 @@ def bench_provenance(quick: bool) -> list[dict]:
   s = comparator.image_size
   rng = np.random.default_rng(0)
   image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-  for n in ([10_000] if quick else [10_000, 100_000]):
+  for n in [10_000] if quick else [10_000, 100_000]:
     db, _ = clustered_data(n, 256, 1, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
       gallery = Gallery.create(tmp, dim=256, thumb_size=s, descriptor="random")
@@ -167,36 +151,10 @@ def bench_provenance(quick: bool) -> list[dict]:
   return rows
 
 
-def print_rows(title: str, rows: list[dict]) -> None:
-  print(f"\n## {title}")
-  if not rows:
-    return
-  cols = list(rows[0])
-  fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
-  print(" | ".join(cols))
-  for r in rows:
-    print(" | ".join(fmt(r[c]) for c in cols), flush=True)
-
-
-def run(only=None, quick: bool = False) -> None:
-  only = set(only or SECTIONS)
-  print(
-      f"provjax bench on {jax.devices()[0].platform} x{jax.device_count()}"
-      f"{' (quick)' if quick else ''}",
-      flush=True,
-  )
-  peak = matmul_peak(2048 if quick else 4096)
-  print_rows("peak", [{"numpy fp32 matmul GFLOP/s": peak}])
-  if "models" in only:
-    print_rows("models (forward)", bench_models(quick))
-  if "train" in only:
-    print_rows("train step (synthetic batch, data excluded)", bench_train(quick, peak))
-  if "pipeline" in only:
-    print_rows("grain pipeline", bench_pipeline(quick))
-  if "retrieval" in only:
-    from provjax.eval import bench_retrieval
-
-    print("\n## retrieval", flush=True)
-    bench_retrieval.run(n=100_000 if quick else 1_000_000, sweep=not quick)
-  if "provenance" in only:
-    print_rows("provenance query latency (tiny models)", bench_provenance(quick))
+SECTIONS = {
+    "models": ("models (forward)", bench_models),
+    "train": ("train step (synthetic batch, data excluded)", bench_train),
+    "pipeline": ("grain pipeline", bench_pipeline),
+    "retrieval": ("retrieval", bench_retrieval),
+    "provenance": ("provenance query latency (tiny models)", bench_provenance),
+}

@@ -26,7 +26,7 @@ import optax
 from provjax import registry
 from provjax.data import pairs, pipeline, synthetic
 from provjax.data.images import read_image
-from provjax.eval import heatmap_metrics
+from provjax.metrics import heatmap as heatmap_metrics
 from provjax.tasks.contract import Field
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2

@@ -13,7 +13,7 @@ parameters of :func:`provjax.retrieval.scann_backend.scann_params` plus a small 
 them: build time, queries per second (median of repeated timings), recall@k against exact
 search and bytes per vector of the serialized index.
 
-Measured 2026-11 on the shared 2-core CPU machine (``python -m provjax.eval.bench_retrieval``,
+Measured 2026-11 on the shared 2-core CPU machine (``python -m provjax.provenance.bench_retrieval``,
 1M x 256, k = 10, 1,000 queries, medians of 5; other jobs shared the cores, so QPS is noisy at
 about +-25 %)::
 
@@ -35,8 +35,8 @@ The peer anchor row is the PERFORMANCE.md ScaNN configuration run on the same da
 
 Usage::
 
-    python -m provjax.eval.bench_retrieval            # 1M x 256, with sweep
-    python -m provjax.eval.bench_retrieval --n 100000 --no-sweep
+    python -m provjax.provenance.bench_retrieval            # 1M x 256, with sweep
+    python -m provjax.provenance.bench_retrieval --n 100000 --no-sweep
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import statistics
 import tempfile
 import time
-from typing import Callable
 
 import numpy as np
 
+from provjax.metrics.retrieval import recall_at_k
 from provjax.retrieval import exact, scann_backend
+from provjax.timing import median_seconds
 
 NUM_CLUSTERS = 2000
 
@@ -92,34 +92,6 @@ def clustered_data(
   picks = rng.choice(n, size=n_queries, replace=n_queries > n)
   queries = db[picks] + 0.05 * rng.standard_normal((n_queries, d), dtype=np.float32)
   return db, _normalise(queries.astype(np.float32))
-
-
-def recall_at_k(found_ids: np.ndarray, true_ids: np.ndarray, k: int) -> float:
-  """Mean fraction of the true top-k found in the first k returned ids.
-
-  Args:
-      found_ids: int [Q, >=k] ids returned by the approximate search.
-      true_ids: int [Q, >=k] exact top-k ids.
-      k: cut-off.
-
-  Returns:
-      recall@k averaged over queries, in [0, 1].
-  """
-  found = np.asarray(found_ids)[:, :k]
-  true = np.asarray(true_ids)[:, :k]
-  hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, true))
-  return hits / (true.shape[0] * k)
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-  """Median wall-clock of ``fn`` after one warm-up call (compilation, caches)."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def _dir_bytes(path: str) -> int:
@@ -189,7 +161,7 @@ def _measure_build(
       return scann_backend.search(searcher, queries, k, leaves_to_search=leaves, reorder=reorder)
 
     _, ids = search()
-    qps = queries.shape[0] / _median_seconds(search, repeats)
+    qps = queries.shape[0] / median_seconds(search, repeats)
     rows.append(
         row := dict(
             method=label if leaves is None and reorder is None else "scann",
@@ -243,7 +215,7 @@ def run(
   # Exact JAX search is the ground truth and the speed baseline.
   db_dev = exact.to_device(db)
   _, true_ids = exact.topk(db_dev, queries, k)
-  exact_s = _median_seconds(lambda: exact.topk(db_dev, queries, k), max(1, repeats // 2))
+  exact_s = median_seconds(lambda: exact.topk(db_dev, queries, k), max(1, repeats // 2))
   exact_qps = n_queries / exact_s
   rows = [
       dict(
@@ -305,7 +277,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-  """Command-line entry point (``python -m provjax.eval.bench_retrieval``)."""
+  """Command-line entry point (``python -m provjax.provenance.bench_retrieval``)."""
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--n", type=int, default=1_000_000)
   p.add_argument("--d", type=int, default=256)
