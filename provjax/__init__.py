@@ -1,7 +1,7 @@
 """provjax: a JAX/Flax model zoo for image provenance and forensics.
 
 import provjax
-provjax.list_models()                 # ['comparator.tiny', 'simprov.r50', ...]
+provjax.list_models()                 # ['simprov_comparator.tiny', 'simprov.r50', ...]
 model = provjax.create_model("simprov.tiny")
 model = provjax.load("simprov.synth-v1")   # released weights in checkpoints/
 """

@@ -23,7 +23,7 @@ def fresh_weights(tmp_path_factory):
   mp = pytest.MonkeyPatch()
   mp.setenv("PROVJAX_CHECKPOINTS", str(root))
   try:
-    for arch in ("simprov", "comparator"):
+    for arch in ("simprov", "simprov_comparator"):
       model = provjax.create_model(f"{arch}.tiny")
       weights.export(
           model, f"{arch}.test", arch=f"{arch}.tiny", preprocessing={"image_size": model.image_size}
@@ -55,7 +55,7 @@ def test_released_weights_round_trip(fresh_weights):
 def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
   paths = _images(tmp_path / "db", 6)
   (tmp_path / "db" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-  flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test"]
+  flags = ["--descriptor", "simprov.test", "--comparator", "simprov_comparator.test"]
   rc = cli.main(
       [
           "index",
@@ -161,7 +161,7 @@ def test_sharded_build_matches_single_gallery(fresh_weights, tmp_path, capsys):
       "--descriptor",
       "simprov.test",
       "--comparator",
-      "comparator.test",
+      "simprov_comparator.test",
       "--no-progress",
       "--backend",
       "exact",
@@ -201,7 +201,7 @@ def test_query_reports_each_failure_on_its_own_line(fresh_weights, tmp_path, cap
   paths = _images(tmp_path / "db", 3)
   corrupt = tmp_path / "corrupt.png"
   corrupt.write_bytes(paths[0].read_bytes()[:60])  # a truncated PNG
-  flags = ["--descriptor", "simprov.test", "--comparator", "comparator.test"]
+  flags = ["--descriptor", "simprov.test", "--comparator", "simprov_comparator.test"]
   assert (
       cli.main(
           [

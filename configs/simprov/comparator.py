@@ -28,7 +28,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.task = "simprov_comparator"
   c.seed = 0
   c.distributed = False
-  c.model = dict(name=f"comparator.{variant}", overrides={})
+  c.model = dict(name=f"simprov_comparator.{variant}", overrides={})
   c.data = dict(
       data_dir="~/.cache/provjax/tensorflow_datasets",
       resolution=96 if small else 288,

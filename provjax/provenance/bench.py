@@ -132,7 +132,7 @@ def bench_provenance(quick: bool, peak: float) -> list[dict]:
 
   rows = []
   descriptor = provjax.create_model("simprov.tiny")
-  comparator = provjax.create_model("comparator.tiny")
+  comparator = provjax.create_model("simprov_comparator.tiny")
   s = comparator.image_size
   rng = np.random.default_rng(0)
   image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)

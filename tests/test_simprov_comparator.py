@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import provjax
-from provjax.models import comparator
+from provjax.models import simprov_comparator as comparator
 from provjax.models.layers import correlation, warp
 from provjax.tasks import simprov_comparator as task
 
@@ -56,7 +56,7 @@ def _fast_compile():
 
 @pytest.fixture(scope="module")
 def model():
-  return provjax.create_model("comparator.tiny", rngs=_rngs(0))
+  return provjax.create_model("simprov_comparator.tiny", rngs=_rngs(0))
 
 
 # ---------------------------------------------------------------- warp layers
