@@ -3,7 +3,7 @@
 import provjax
 provjax.list_models()                 # ['simprov_comparator.tiny', 'simprov.r50', ...]
 model = provjax.create_model("simprov.tiny")
-model = provjax.load("simprov.synth-v1")   # released weights in checkpoints/
+model = provjax.load("simprov.synth-v2")   # released weights in checkpoints/
 """
 
 from provjax import registry

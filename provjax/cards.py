@@ -85,6 +85,8 @@ def fmt(value) -> str:
   if isinstance(value, bool) or value is None:
     return "-" if value is None else str(value)
   if isinstance(value, float):
+    if 0 < abs(value) < 0.01:
+      return f"{value:.2g}"  # an operating point like 0.0021 keeps its digits
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
   return str(value)
 
@@ -149,7 +151,13 @@ def write(folder: str | Path, card: Card) -> None:
   """model_card.md and metrics.json into `folder` (the caller swaps the folder in atomically)."""
   folder = Path(folder)
   (folder / "model_card.md").write_text(render(card))
-  record = {"name": card.name, "date": card.date, "machine": card.machine, "rows": rows(card)}
+  record = {
+      "name": card.name,
+      "date": card.date,
+      "machine": card.machine,
+      "rows": rows(card),
+      "training_log": card.training_log,
+  }
   (folder / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
 
 

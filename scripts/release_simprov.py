@@ -1,7 +1,7 @@
 """Export trained SImProv descriptor + comparator to checkpoints/ with model cards.
 
     python scripts/release_simprov.py --descriptor-workdir runs/desc-tiny \
-        --comparator-workdir runs/cmp-tiny --tag synth-v1
+        --comparator-workdir runs/cmp-tiny --tag synth-v2
 """
 
 from provjax.provenance.release import main

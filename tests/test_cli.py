@@ -24,7 +24,12 @@ def test_help_lists_commands_and_plan(capsys):
 def test_models_lists_zoo(capsys):
   assert cli.main(["models"]) == 0
   names = capsys.readouterr().out.split()
-  assert {"simprov.tiny", "simprov.r50", "simprov_comparator.tiny", "simprov_comparator.r50"} <= set(names)
+  assert {
+      "simprov.tiny",
+      "simprov.r50",
+      "simprov_comparator.tiny",
+      "simprov_comparator.r50",
+  } <= set(names)
   assert names == provjax.list_models()
 
 

@@ -47,7 +47,8 @@ def constant_bytes(module: ir.Module) -> int:
 
 
 @pytest.mark.parametrize(
-    "name, make_fn, inputs", [("simprov.r50", embed_fn, 1), ("simprov_comparator.r50", compare_fn, 2)]
+    "name, make_fn, inputs",
+    [("simprov.r50", embed_fn, 1), ("simprov_comparator.r50", compare_fn, 2)],
 )
 def test_r50_inference_lowers_without_weight_constants(name, make_fn, inputs):
   # Shapes are enough to lower: no parameter memory is allocated.

@@ -245,6 +245,6 @@ def test_init_from_released_weights_into_the_only_module():
   config = load_config(f"{root}/configs/simprov/descriptor.py:tiny,quick")
   task = tasks.get(config.task)
   _, state, _ = build_state(config, task, mesh_lib.make_mesh((1, 1)))
-  init_from.apply(state, "simprov.synth-v1", log=lambda _: None)
-  released = nnx.to_pure_dict(nnx.state(weights.load("simprov.synth-v1")))
+  init_from.apply(state, "simprov.synth-v2", log=lambda _: None)
+  released = nnx.to_pure_dict(nnx.state(weights.load("simprov.synth-v2")))
   assert _equal(nnx.to_pure_dict(state["models"]["model"]), released)

@@ -6,11 +6,13 @@
 Pairs come from the synthetic builder with exact targets (provjax.data.pairs):
 benign / manipulated / distinct drawn uniformly. Loss 0.5 CE + 0.5 (1 - cos)
 on the heatmap + photometric MSE(R, warp(Q)) (specs/simprov.md 2.7).
-`:tiny` (64 px) is the CPU variant behind `comparator.synth-v1`; `:r50` the
-paper's size. Add `,quick` for a smoke run. Last run (:tiny, 3000 steps then
-resumed to 5000, about 1 h on 2 CPU cores): 3-way accuracy 0.81, heatmap IoU
-0.34 on manipulated pairs, emptiness 0.88 on benign pairs (300 held-back
-pairs); released as comparator.synth-v1 (see its model card).
+`:tiny` (64 px) is the CPU variant behind `simprov_comparator.synth-v2`; `:r50`
+the paper's size. Add `,quick` for a smoke run. Last run (:tiny,
+`--config.train.steps=4000 --config.data.photo_dir=DIR` with DIR = Debian's
+opencv-doc examples/data + gnome-backgrounds, about 70 min on 2 CPU cores
+shared with the descriptor run): 3-way accuracy 0.76, heatmap IoU 0.24 on
+manipulated pairs, emptiness 0.93 on benign pairs (300 validation pairs);
+released as simprov_comparator.synth-v2 (see its model card).
 
 To crop training photos from a folder of your own instead of the bundled
 samples (split by source, see provjax.data.folder and provjax.data.splits), add

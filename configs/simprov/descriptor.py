@@ -3,12 +3,14 @@
     provjax train --config configs/simprov/descriptor.py:tiny --workdir runs/desc-tiny
     provjax eval  --config configs/simprov/descriptor.py:tiny --checkpoint runs/desc-tiny
 
-`:tiny` (64 px, ResNet-tiny) is the CPU variant behind `simprov.synth-v1`;
+`:tiny` (64 px, ResNet-tiny) is the CPU variant behind `simprov.synth-v2`;
 `:r50` is the paper's ResNet-50 at 224 px (train it on accelerators). Add
-`,quick` for a smoke run. Last run (:tiny, 3000 steps, 47 min on 2 CPU cores
-shared with the comparator run): held-back recall@1 0.62 benign / 0.57
-manipulated queries among 300 test originals (recall@5 0.87 / 0.80); released
-as simprov.synth-v1 (see its model card).
+`,quick` for a smoke run. Last run (:tiny, `--config.train.steps=2500
+--config.data.photo_dir=DIR` with DIR = Debian's opencv-doc examples/data +
+gnome-backgrounds, about 65 min on 2 CPU cores shared with the comparator run):
+validation recall@1 0.57 benign / 0.42 manipulated queries among 300 test-split
+originals (recall@5 0.70 / 0.61); released as simprov.synth-v2 (its model card
+has the end-to-end benchmark).
 
 To crop training photos from a folder of your own instead of the bundled
 samples (split by source, see provjax.data.folder and provjax.data.splits), add

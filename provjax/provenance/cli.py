@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-DEFAULT_DESCRIPTOR = "simprov.synth-v1"
-DEFAULT_COMPARATOR = "comparator.synth-v1"
+DEFAULT_DESCRIPTOR = "simprov.synth-v2"
+DEFAULT_COMPARATOR = "simprov_comparator.synth-v2"
 
 
 def _models(args):

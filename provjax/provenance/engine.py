@@ -1,7 +1,7 @@
 """The three-stage SImProv engine: search -> re-rank / near-duplicate -> heatmap.
 
-    engine = Engine(Gallery.open(dir), provjax.load("simprov.synth-v1"),
-                    provjax.load("comparator.synth-v1"))
+    engine = Engine(Gallery.open(dir), provjax.load("simprov.synth-v2"),
+                    provjax.load("simprov_comparator.synth-v2"))
     result = engine.query(image)   # match, verdict, probabilities, heatmap on the query
 
 Stage (a) embeds the query and takes the top-k of the gallery index; stage (b)

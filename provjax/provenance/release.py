@@ -46,6 +46,8 @@ def eval_log(workdir) -> list[dict]:
   out = []
   for rec in read_metrics(f"{workdir}/metrics.jsonl"):
     values = {k.removeprefix("eval/"): v for k, v in rec.items() if k.startswith("eval/")}
+    if "count" in values:  # JSONL keeps every metric as a float; a count is a whole number
+      values["count"] = int(values["count"])
     if values:
       out.append({"step": rec["step"], **values})
   return out
@@ -58,7 +60,7 @@ def benchmark_tables(bench: dict) -> dict:
       "seeds) among distractors (distractor split); each original gets a benign and a "
       "manipulated query, plus unrelated queries; candidates re-ranked by ascending "
       "P(distinct); verdict at the calibrated operating point; heatmap IoU and emptiness as "
-      "specs/simprov.md 2.11."
+      "the evaluation section of specs/simprov.md defines them."
   )
   families = [{"family": f, **v} for f, v in bench["families"].items()]
   return {
@@ -99,7 +101,7 @@ def release(spec, config, workdir, name, summary, bench, calib, extra=None) -> d
   """Evaluate the work dir's latest checkpoint and export it as `name` with its card."""
   model, step = restore_model(config, workdir)
   metrics = tasks.get(config.task).evaluate({"model": model}, config)
-  metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+  metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
   setup = {
       "gallery images": bench["gallery"],
       "originals": bench["originals"],
@@ -118,6 +120,10 @@ def release(spec, config, workdir, name, summary, bench, calib, extra=None) -> d
       metrics={
           "Held-back metrics of this model alone (`provjax eval`, test split)": metrics,
           "Benchmark setup": setup,
+          "Near-duplicate operating point (validation split)": {
+              "P(distinct) threshold": calib["threshold"],
+              "balanced accuracy": calib["balanced_accuracy"],
+          },
       },
       tables=benchmark_tables(bench),
       findings=findings(bench, calib),

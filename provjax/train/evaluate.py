@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flax import nnx
+import numpy as np
 
 from provjax import tasks, weights
 from provjax.train import mesh as mesh_lib
@@ -43,4 +44,7 @@ def evaluate_checkpoint(config, checkpoint: str) -> dict:
     models, step = restore_models(config, checkpoint)
   else:
     models, step = {"model": weights.load(checkpoint)}, None
-  return {"checkpoint": str(checkpoint), "step": step, **task.evaluate(models, config)}
+  out = task.evaluate(models, config)
+  # Pictures (arrays) are for the trainer's eval/ folder; the command prints scalars.
+  scalars = {k: v for k, v in out.items() if np.ndim(v) == 0}
+  return {"checkpoint": str(checkpoint), "step": step, **scalars}

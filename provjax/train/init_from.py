@@ -3,7 +3,7 @@
 Forms (a list of them is applied in order):
   "runs/ph1"                      every module of that work dir's latest checkpoint
   "runs/ph1:noiseprint"           only parameters under that path prefix
-  "simprov.synth-v1"              released weights into the run's only module
+  "simprov.synth-v2"              released weights into the run's only module
   {"source": "trufor.np-v1", "from": "", "to": "noiseprint"}
                                   released weights into the module `noiseprint`
 Paths are '/'-joined keys of the models tree ("noiseprint/stem/conv/kernel");
