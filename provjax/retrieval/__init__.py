@@ -6,12 +6,13 @@ Public API::
         .add(ids, vectors, paths=None, sha256s=None) -> AddResult(added, duplicates)
         .search(queries, k) -> (scores [Q, k], ids [Q, k])
         .save(dir); Index.load(dir, verify=True)
-        .lookup(id) -> {"id", "path", "sha256", "added_at"}; .find_sha256(sha) -> id | None
+        .lookup(id) -> {"id", "path", "sha256", "added_at", "removed_at"}; .find_sha256(sha)
+        .remove(ids) (tombstones); .relink(ids, paths); .compact() -> Index without tombstones
     ShardedIndex(shards).search(queries, k); ShardedIndex.load(dir)
     write_vector_shard / build_shard_index for the multi-host flow (see sharded.py).
 """
 
-from provjax.retrieval.index import AddResult, Index, IndexCorruptError
+from provjax.retrieval.index import AddResult, Index, IndexCorruptError, recover_interrupted_save
 from provjax.retrieval.metadata import sha256_file
 from provjax.retrieval.scann_backend import scann_params
 from provjax.retrieval.sharded import (
@@ -30,6 +31,7 @@ __all__ = [
     "build_shard_index",
     "files_for_process",
     "read_vector_shard",
+    "recover_interrupted_save",
     "scann_params",
     "sha256_file",
     "write_vector_shard",
