@@ -24,7 +24,12 @@ def test_help_lists_commands_and_plan(capsys):
 def test_models_lists_zoo(capsys):
   assert cli.main(["models"]) == 0
   names = capsys.readouterr().out.split()
-  assert {"simprov.tiny", "simprov.r50", "simprov_comparator.tiny", "simprov_comparator.r50"} <= set(names)
+  assert {
+      "simprov.tiny",
+      "simprov.r50",
+      "simprov_comparator.tiny",
+      "simprov_comparator.r50",
+  } <= set(names)
   assert names == provjax.list_models()
 
 
@@ -65,7 +70,9 @@ def _subparser(parser, *path):
   return parser
 
 
-@pytest.mark.parametrize("command", [("query",), ("index", "build"), ("demo",)])
+@pytest.mark.parametrize(
+    "command", [("query",), ("index", "build"), ("index", "stats"), ("index", "compact"), ("demo",)]
+)
 def test_every_flag_has_help(command):
   parser = _subparser(cli.build_parser(), *command)
   for action in parser._actions:
