@@ -321,3 +321,18 @@ def test_metadata_written_before_tombstones_still_loads(tmp_path):
   assert store.live_rows() == [(3, "a.png", "sa")] and store.max_id() == 3
   store.remove([3])
   assert store.removed_ids() == [3] and store.find_sha256("sa") is None
+
+
+def test_save_killed_between_its_renames_loads_the_previous_index(tmp_path):
+  rng = np.random.default_rng(8)
+  index = Index(8, backend="exact")
+  index.add(np.arange(5), _unit(rng, 5, 8))
+  index.save(tmp_path / "a")
+  # What a kill between the two renames of a save leaves: the old index aside, a temp copy.
+  os.rename(tmp_path / "a", tmp_path / ".a.old-12345678")
+  (tmp_path / ".a.tmp-abc").mkdir()
+  loaded = Index.load(tmp_path / "a")  # reading changes nothing on disk
+  assert len(loaded) == 5 and sorted(os.listdir(tmp_path)) == [".a.old-12345678", ".a.tmp-abc"]
+  loaded.add([9], _unit(rng, 1, 8))
+  loaded.save(tmp_path / "a")  # the next writer tidies up
+  assert sorted(os.listdir(tmp_path)) == ["a"] and len(Index.load(tmp_path / "a")) == 6

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from provjax.retrieval.index import Index, recover_interrupted_save
+from provjax.retrieval.index import Index
 from provjax.retrieval.sharded import ShardedIndex, shard_dir_name
 
 
@@ -78,7 +78,6 @@ class Gallery:
       return ShardedGallery([cls.open(p, verify=verify) for p in shards])
     if not info_path.is_file():
       raise FileNotFoundError(f"{directory} is not a provjax gallery (no gallery.json)")
-    recover_interrupted_save(directory / "index")
     gallery = cls(
         directory, Index.load(directory / "index", verify=verify), json.loads(info_path.read_text())
     )

@@ -12,7 +12,7 @@ Public API::
     write_vector_shard / build_shard_index for the multi-host flow (see sharded.py).
 """
 
-from provjax.retrieval.index import AddResult, Index, IndexCorruptError, recover_interrupted_save
+from provjax.retrieval.index import AddResult, Index, IndexCorruptError
 from provjax.retrieval.metadata import sha256_file
 from provjax.retrieval.scann_backend import scann_params
 from provjax.retrieval.sharded import (
@@ -31,7 +31,6 @@ __all__ = [
     "build_shard_index",
     "files_for_process",
     "read_vector_shard",
-    "recover_interrupted_save",
     "scann_params",
     "sha256_file",
     "write_vector_shard",

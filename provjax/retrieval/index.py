@@ -94,21 +94,40 @@ def _save_npy(path: str, array: np.ndarray) -> None:
     os.fsync(f.fileno())
 
 
-def recover_interrupted_save(directory: str | os.PathLike) -> None:
-  """Puts the previous index back if a save was killed between its two renames.
+def _leftovers(target: str, kind: str) -> list[str]:
+  """Sibling directories ``.NAME.<kind>-*`` that an interrupted :meth:`Index.save` left."""
+  parent, name = os.path.split(target)
+  if not os.path.isdir(parent):
+    return []
+  return sorted(
+      os.path.join(parent, f) for f in os.listdir(parent) if f.startswith(f".{name}.{kind}-")
+  )
+
+
+def committed_dir(directory: str | os.PathLike) -> str:
+  """The directory holding the committed index at ``directory`` (read-only; for loaders).
 
   :meth:`Index.save` renames the old index aside, then the new one into place; a kill between
   the two leaves no index at ``directory`` but a complete ``.NAME.old-*`` sibling: the state
-  before the save, which this restores (a no-op otherwise).
+  before the save, which is then the committed one.
   """
   target = os.path.abspath(os.fspath(directory))
-  parent, name = os.path.split(target)
-  if os.path.exists(target) or not os.path.isdir(parent):
-    return
-  old = sorted(f for f in os.listdir(parent) if f.startswith(f".{name}.old-"))
-  if old and os.path.isfile(os.path.join(parent, old[0], MANIFEST)):
-    os.rename(os.path.join(parent, old[0]), target)
-    _fsync_path(parent)
+  if os.path.exists(target):
+    return target
+  old = [d for d in _leftovers(target, "old") if os.path.isfile(os.path.join(d, MANIFEST))]
+  return old[0] if old else target
+
+
+def recover_interrupted_save(directory: str | os.PathLike) -> None:
+  """Before a save (the single writer): put back an index a killed save left aside, and
+  delete the temporary and superseded copies it left, which are never read."""
+  target = os.path.abspath(os.fspath(directory))
+  committed = committed_dir(target)
+  if committed != target:
+    os.rename(committed, target)
+    _fsync_path(os.path.dirname(target))
+  for leftover in _leftovers(target, "tmp") + _leftovers(target, "old"):
+    shutil.rmtree(leftover, ignore_errors=True)
 
 
 class Index:
@@ -502,7 +521,7 @@ class Index:
         IndexCorruptError: on a missing manifest or file, a checksum or size mismatch, or
             contents inconsistent with the manifest; the message names the file.
     """
-    root = os.path.abspath(os.fspath(directory))
+    root = committed_dir(directory)
     mpath = os.path.join(root, MANIFEST)
     if not os.path.isfile(mpath):
       raise IndexCorruptError(f"{mpath}: missing (not a provjax index, or save interrupted)")
