@@ -140,7 +140,7 @@ def build_gallery(
     backend: str = "scann",
     save_every: int = 1000,
     progress: bool = True,
-    log=sys.stderr,
+    log=None,
     shard: tuple[int, int] | None = None,
     delete: bool = True,
 ) -> dict:
@@ -148,8 +148,10 @@ def build_gallery(
 
   Returns the summary: files, added, removed, changed, unchanged, moved,
   duplicates, kept_missing, errors (files that could not be read or decoded:
-  reported on one line each and skipped) and the gallery's size after.
+  reported on one line each and skipped, to `log`, stderr by default) and
+  the gallery's size after.
   """
+  log = sys.stderr if log is None else log  # looked up per call: stderr may be redirected
   files = _listing(images)
   if shard is not None:
     files = {key: path for key, path in files.items() if owner(key, shard[1]) == shard[0]}
