@@ -70,7 +70,9 @@ def _subparser(parser, *path):
   return parser
 
 
-@pytest.mark.parametrize("command", [("query",), ("index", "build"), ("demo",)])
+@pytest.mark.parametrize(
+    "command", [("query",), ("index", "build"), ("index", "stats"), ("index", "compact"), ("demo",)]
+)
 def test_every_flag_has_help(command):
   parser = _subparser(cli.build_parser(), *command)
   for action in parser._actions:

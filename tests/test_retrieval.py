@@ -267,3 +267,72 @@ def test_bench_runs_at_100k():
   rows = bench_retrieval.run(n=100_000, d=64, n_queries=200, repeats=2)
   default = next(r for r in rows if r["method"] == "scann-default")
   assert default["recall"] >= 0.95 and len(rows) > 3
+
+
+# ------------------------------------------------------------------------------ tombstones
+@pytest.mark.parametrize("backend", ["exact", "scann"])
+def test_removed_rows_are_never_returned_and_compaction_keeps_ids(tmp_path, backend):
+  rng = np.random.default_rng(7)
+  db = _unit(rng, 40, 16)
+  index = Index(16, backend=backend)
+  index.add(np.arange(40) * 2, db, sha256s=[f"s{i}" for i in range(40)])
+  index.remove([0, 10, 78])
+  assert len(index) == 37 and index.find_sha256("s5") is None
+  _, ids = index.search(db, 40)
+  assert (
+      not np.isin(ids, [0, 10, 78]).any() and (ids[:, :37] >= 0).all() and (ids[:, 37:] < 0).all()
+  )
+  assert ids[1, 0] == 2  # live rows still come first for their own vector
+  with pytest.raises(KeyError):
+    index.remove([0])  # already removed
+
+  index.save(tmp_path / "i")
+  loaded = Index.load(tmp_path / "i")
+  np.testing.assert_array_equal(loaded.search(db, 40)[1], ids)
+  assert loaded.lookup(10)["removed_at"] is not None
+
+  compact = loaded.compact()
+  assert len(compact) == 37 and len(compact.ids) == 37 and len(loaded.ids) == 40
+  np.testing.assert_array_equal(compact.search(db, 40)[1], ids)
+  assert compact.content_id("s5") == 10 and compact.max_id() == 78
+  with pytest.raises(KeyError):
+    compact.lookup(10)
+  compact.add([10], db[5:6], sha256s=["s5"])  # content back under its old id
+  assert compact.content_id("s5") == 10 and compact.search(db[5], 1)[1][0, 0] == 10
+
+  loaded.relink([10], ["back.png"])  # tombstoned content back: no new vector needed
+  assert loaded.lookup(10)["path"] == "back.png" and loaded.search(db[5], 1)[1][0, 0] == 10
+
+
+def test_metadata_written_before_tombstones_still_loads(tmp_path):
+  import sqlite3
+
+  from provjax.retrieval.metadata import MetadataStore
+
+  old = sqlite3.connect(tmp_path / "m.sqlite")
+  old.execute(
+      "CREATE TABLE images (id INTEGER PRIMARY KEY, path TEXT, sha256 TEXT UNIQUE,"
+      " added_at TEXT NOT NULL)"
+  )
+  old.execute("INSERT INTO images VALUES (3, 'a.png', 'sa', '2026-01-01')")
+  old.commit()
+  old.close()
+  store = MetadataStore.load(str(tmp_path / "m.sqlite"))
+  assert store.live_rows() == [(3, "a.png", "sa")] and store.max_id() == 3
+  store.remove([3])
+  assert store.removed_ids() == [3] and store.find_sha256("sa") is None
+
+
+def test_save_killed_between_its_renames_loads_the_previous_index(tmp_path):
+  rng = np.random.default_rng(8)
+  index = Index(8, backend="exact")
+  index.add(np.arange(5), _unit(rng, 5, 8))
+  index.save(tmp_path / "a")
+  # What a kill between the two renames of a save leaves: the old index aside, a temp copy.
+  os.rename(tmp_path / "a", tmp_path / ".a.old-12345678")
+  (tmp_path / ".a.tmp-abc").mkdir()
+  loaded = Index.load(tmp_path / "a")  # reading changes nothing on disk
+  assert len(loaded) == 5 and sorted(os.listdir(tmp_path)) == [".a.old-12345678", ".a.tmp-abc"]
+  loaded.add([9], _unit(rng, 1, 8))
+  loaded.save(tmp_path / "a")  # the next writer tidies up
+  assert sorted(os.listdir(tmp_path)) == ["a"] and len(Index.load(tmp_path / "a")) == 6

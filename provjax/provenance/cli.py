@@ -38,9 +38,24 @@ def cmd_index_build(args) -> int:
       save_every=args.save_every,
       progress=not args.no_progress,
       shard=shard,
+      delete=not args.no_delete,
   )
   print(json.dumps({"index": str(args.index), **stats}))
   return 1 if stats["errors"] else 0
+
+
+def cmd_index_stats(args) -> int:
+  from provjax.provenance.gallery import Gallery
+
+  print(json.dumps({"index": str(args.index), **Gallery.open(args.index).stats()}))
+  return 0
+
+
+def cmd_index_compact(args) -> int:
+  from provjax.provenance.gallery import Gallery
+
+  print(json.dumps({"index": str(args.index), **Gallery.open(args.index).compact()}))
+  return 0
 
 
 def _shard(args) -> tuple[int, int] | None:
@@ -63,8 +78,10 @@ not a terminal) each line is a JSON object:
   match        the best candidate unless it is judged distinct, else null:
                the candidate fields plus verdict ("benign" or "manipulated")
   candidates   up to --top gallery images after re-ranking, most likely
-               source first: id, path, score (descriptor cosine), p_benign,
-               p_manipulated, p_distinct (comparator probabilities)
+               source first: id, path, missing (true when the file is gone
+               since indexing: pictures use the stored thumbnail), score
+               (descriptor cosine), p_benign, p_manipulated, p_distinct
+               (comparator probabilities)
   heatmap_png  picture: query | matched original | edit heatmap overlay
   heatmap_npy  the edit heatmap on the query's pixels (float32 [H, W], 0..1)
   error        null, or why this image was skipped (the file is named; the
@@ -174,9 +191,17 @@ def _model_flags(p) -> None:
 def add_commands(sub) -> None:
   p = sub.add_parser("index", help="descriptor index of a trusted database")
   isub = p.add_subparsers(dest="index_command", required=True, metavar="ACTION")
-  b = isub.add_parser("build", help="index IMAGES_DIR into --index DIR (resumable)")
+  b = isub.add_parser(
+      "build",
+      help="sync --index DIR with IMAGES_DIR: add new, remove gone, re-index changed (resumable)",
+  )
   b.add_argument("images_dir", help="folder of trusted images (searched recursively)")
-  b.add_argument("--index", required=True, help="gallery folder to create or extend")
+  b.add_argument("--index", required=True, help="gallery folder to create or sync")
+  b.add_argument(
+      "--no-delete",
+      action="store_true",
+      help="keep entries whose files are gone (archives on removable storage)",
+  )
   b.add_argument(
       "--backend",
       default="scann",
@@ -194,7 +219,7 @@ def add_commands(sub) -> None:
       "--shard",
       default=None,
       metavar="I/N",
-      help="index files I::N into shard I of N (one per host)",
+      help="sync shard I of N (one per host): the files whose path hashes to I",
   )
   b.add_argument(
       "--distributed",
@@ -203,6 +228,13 @@ def add_commands(sub) -> None:
   )
   _model_flags(b)
   b.set_defaults(fn=cmd_index_build)
+  for name, fn, text in (
+      ("stats", cmd_index_stats, "size, shards, tombstones, bytes and last sync as JSON"),
+      ("compact", cmd_index_compact, "rebuild the search structures without tombstones (atomic)"),
+  ):
+    c = isub.add_parser(name, help=text)
+    c.add_argument("--index", required=True, help="gallery folder made by `provjax index build`")
+    c.set_defaults(fn=fn)
 
   p = sub.add_parser(
       "query",

@@ -15,6 +15,7 @@ coordinates), so a cropped, padded or rotated query gets its map in place.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from flax import nnx
 import jax
@@ -170,9 +171,13 @@ class Engine:
 
   def _candidate(self, id_, score, probs) -> dict:
     meta = self.gallery.index.lookup(int(id_)) if id_ >= 0 else {}
+    path = meta.get("path")
     return {
         "id": int(id_),
-        "path": meta.get("path"),
+        "path": path,
+        # The gallery may be older than the folder: say so rather than point
+        # at a file that is gone (pictures then use the stored thumbnail).
+        "missing": bool(path) and not Path(path).is_file(),
         "score": round(float(score), 6),
         "p_benign": round(float(probs[0]), 6),
         "p_manipulated": round(float(probs[1]), 6),

@@ -1,18 +1,23 @@
 """A trusted gallery on disk: descriptor index + comparator thumbnails.
 
-    DIR/index/         retrieval Index (vectors, ids, SQLite metadata, manifest)
-    DIR/thumbs/        comparator-size thumbnails, one `chunk-<first id>.npy` per save,
-                       written to a temporary name and renamed (atomic)
-    DIR/gallery.json   which descriptor built it and the thumbnail size (atomic)
+    DIR/index/         retrieval Index (vectors, ids, SQLite metadata with tombstones,
+                       manifest): its atomic directory swap is the gallery's commit point
+    DIR/thumbs/        comparator-size thumbnails, `chunk-<time ns>.npz` files, written to a
+                       temporary name and renamed (atomic), always before the index that
+                       refers to them
+    DIR/gallery.json   descriptor, thumbnail size, backend and shard (written at creation)
 
 Thumbnails travel with the index so that re-ranking k candidates needs no
 decoding of the originals: the comparator reads them straight from memory.
-Building is resumable: files whose sha256 is already indexed are skipped.
+An id belongs to one content (sha256) for the life of the gallery, so a
+thumbnail chunk can never hold a wrong picture for an id, and chunks that the
+index does not (yet, or any more) refer to are harmless.
 
 A gallery built on many hosts is a folder of shards, `DIR/shard-<i>-of-<n>/`,
-each a gallery of its own (host i indexes files i::n; ids are positions in
-the global sorted file list, so they are unique). `Gallery.open(DIR)` opens
-them as one: searches fan out over the shards and merge (`ShardedIndex`).
+each a gallery of its own. Shard i of n gives out ids i, i + n, i + 2n, ...
+(`next_id`), so shards never need to talk to agree on unique ids.
+`Gallery.open(DIR)` opens them as one: searches fan out over the shards and
+merge (`ShardedIndex`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import time
 
 import numpy as np
 
@@ -49,9 +55,18 @@ class Gallery:
 
   @classmethod
   def create(
-      cls, directory, *, dim: int, thumb_size: int, descriptor: str, backend: str = "scann"
+      cls,
+      directory,
+      *,
+      dim: int,
+      thumb_size: int,
+      descriptor: str,
+      backend: str = "scann",
+      shard: tuple[int, int] | None = None,
   ) -> "Gallery":
     info = {"dim": dim, "thumb_size": thumb_size, "descriptor": descriptor, "backend": backend}
+    if shard is not None:
+      info["shard"] = list(shard)
     return cls(directory, Index(dim, backend=backend), info)
 
   @classmethod
@@ -75,9 +90,21 @@ class Gallery:
     return len(self.index)
 
   @property
+  def shard(self) -> tuple[int, int]:
+    """(i, n) of this shard; (0, 1) for a gallery of one piece."""
+    i, n = self.info.get("shard", (0, 1))
+    return int(i), int(n)
+
+  @property
   def next_id(self) -> int:
-    ids = self.index.ids
-    return int(ids.max()) + 1 if len(ids) else 0
+    """The next id this shard gives out: above every id it ever used, and = i (mod n)."""
+    i, n = self.shard
+    top = self.index.max_id()
+    return i if top < 0 else top + 1 + (i - top - 1) % n
+
+  def new_ids(self, count: int) -> np.ndarray:
+    """`count` fresh ids of this shard's residue class (i, i + n, ...)."""
+    return self.next_id + self.shard[1] * np.arange(count, dtype=np.int64)
 
   def _register(self, ids: np.ndarray, thumbs: np.ndarray) -> None:
     chunk = len(self._chunks)
@@ -90,10 +117,11 @@ class Gallery:
   ) -> np.ndarray:
     """Add L2-normalised vectors and their thumbnails; returns the ids added.
 
-    Ids default to the next free ones; sharded builds pass global ids.
+    Ids default to fresh ones (`new_ids`); a sync passes the id its content
+    had before it was compacted away.
     """
     if ids is None:
-      ids = np.arange(self.next_id, self.next_id + len(paths), dtype=np.int64)
+      ids = self.new_ids(len(paths))
     ids = np.asarray(ids, np.int64)
     result = self.index.add(ids, vectors, paths=paths, sha256s=sha256s)
     keep = np.isin(ids, result.added)
@@ -112,20 +140,75 @@ class Gallery:
         out[n] = self._chunks[chunk][1][row]
     return out
 
+  def remove(self, ids) -> None:
+    """Tombstone ids: searches skip them now; `compact` drops them."""
+    self.index.remove(ids)
+
   def save(self) -> None:
-    """Write new thumbnail chunks, then the index (atomic), then gallery.json."""
-    thumbs_dir = self.directory / "thumbs"
-    thumbs_dir.mkdir(parents=True, exist_ok=True)
+    """Commit: new thumbnail chunks, then the index (one atomic swap), then gallery.json.
+
+    A kill before the index swap leaves the gallery as it was (the new
+    chunks are unreferenced); after it, as it is now.
+    """
     for ids, thumbs in self._pending:
-      path = thumbs_dir / f"chunk-{int(ids[0]):012d}.npz"
-      tmp = path.with_name(path.name + ".tmp.npz")
-      np.savez(tmp, ids=ids, thumbs=thumbs)
-      os.replace(tmp, path)
+      _write_chunk(self.directory / "thumbs", ids, thumbs)
     self._pending = []
     self.index.save(self.directory / "index")
     _atomic_write_bytes(
         self.directory / "gallery.json", (json.dumps(self.info, indent=2) + "\n").encode()
     )
+
+  def compact(self) -> dict:
+    """Rebuild the index and thumbnails without tombstones, atomically; returns what it dropped.
+
+    The live thumbnails go to one new chunk, the compacted index replaces
+    the old one in one swap, and only then are the old chunks deleted: a
+    kill at any point leaves a gallery that answers the same.
+    """
+    dropped = len(self.index.removed)
+    live = self.index.ids[~np.isin(self.index.ids, self.index.removed)]
+    thumbs_dir = self.directory / "thumbs"
+    old_chunks = sorted(thumbs_dir.glob("chunk-*.npz"))
+    kept = _write_chunk(thumbs_dir, live, self.thumbs(live)) if len(live) else None
+    self.index = self.index.compact()
+    self.index.save(self.directory / "index")
+    for path in old_chunks:
+      if path != kept:
+        path.unlink()
+    self._chunks, self._row_of = [], {}
+    if kept is not None:
+      with np.load(kept) as z:
+        self._register(z["ids"], z["thumbs"])
+    return {"dropped": dropped, "size": len(self)}
+
+  def stats(self) -> dict:
+    """Size, tombstones, bytes on disk and last sync of this gallery (or shard)."""
+    return {
+        "size": len(self),
+        "shards": 1,
+        "tombstones": len(self.index.removed),
+        "bytes": _folder_bytes(self.directory),
+        "last_sync": self.index.get_property("last_sync"),
+    }
+
+
+def _write_chunk(folder: Path, ids: np.ndarray, thumbs: np.ndarray) -> Path:
+  """One thumbnail chunk under a fresh name (never overwrites an existing chunk)."""
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / f"chunk-{time.time_ns():020d}.npz"
+  while path.exists():
+    path = folder / f"chunk-{time.time_ns():020d}.npz"
+  tmp = folder / f".tmp-{path.name}"  # outside the chunk-*.npz pattern until complete
+  with open(tmp, "wb") as f:
+    np.savez(f, ids=ids, thumbs=thumbs)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  return path
+
+
+def _folder_bytes(folder: Path) -> int:
+  return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 class ShardedGallery:
@@ -147,6 +230,23 @@ class ShardedGallery:
       if id_ >= 0:
         out[n] = self.shards[self._shard_of[id_]].thumbs(np.array([id_]))[0]
     return out
+
+  def compact(self) -> dict:
+    """Compact every shard (each atomic on its own: each answers the same throughout)."""
+    dropped = sum(g.compact()["dropped"] for g in self.shards)
+    return {"dropped": dropped, "size": len(self)}
+
+  def stats(self) -> dict:
+    per = [g.stats() for g in self.shards]
+    syncs = [p["last_sync"] for p in per if p["last_sync"]]
+    return {
+        "size": sum(p["size"] for p in per),
+        "tombstones": sum(p["tombstones"] for p in per),
+        "bytes": sum(p["bytes"] for p in per),
+        "last_sync": max(syncs) if syncs else None,
+        "shards": len(per),
+        "per_shard": [{**p, "shards": f"{i}/{len(per)}"} for i, p in enumerate(per)],
+    }
 
 
 def shard_directory(directory, process_index: int, process_count: int) -> Path:

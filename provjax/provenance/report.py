@@ -23,6 +23,12 @@ def matched_image(result: QueryResult) -> np.ndarray:
   return result.best_thumb
 
 
+def _original_label(result: QueryResult) -> str:
+  if not result.match:
+    return "no match"
+  return "matched original (file missing)" if result.match.get("missing") else "matched original"
+
+
 def write_query_outputs(
     out: Path, stem: str, image: np.ndarray, result: QueryResult, top: int = 10
 ) -> dict:
@@ -31,7 +37,7 @@ def write_query_outputs(
   original = matched_image(result) if result.match else np.full_like(image, 255)
   picture = panel(
       [image, original, overlay(image, result.heatmap)],
-      ["query", "matched original" if result.match else "no match", f"edits ({verdict})"],
+      ["query", _original_label(result), f"edits ({verdict})"],
   )
   png, npy = out / f"{stem}.png", out / f"{stem}.heatmap.npy"
   save_png(picture, png)

@@ -6,7 +6,8 @@ Public API::
         .add(ids, vectors, paths=None, sha256s=None) -> AddResult(added, duplicates)
         .search(queries, k) -> (scores [Q, k], ids [Q, k])
         .save(dir); Index.load(dir, verify=True)
-        .lookup(id) -> {"id", "path", "sha256", "added_at"}; .find_sha256(sha) -> id | None
+        .lookup(id) -> {"id", "path", "sha256", "added_at", "removed_at"}; .find_sha256(sha)
+        .remove(ids) (tombstones); .relink(ids, paths); .compact() -> Index without tombstones
     ShardedIndex(shards).search(queries, k); ShardedIndex.load(dir)
     write_vector_shard / build_shard_index for the multi-host flow (see sharded.py).
 """

@@ -4,7 +4,7 @@ On disk an index is one directory::
 
     vectors.npy       float32 [N, dim]  the descriptors (source of truth)
     ids.npy           int64 [N]         user ids, row-aligned with vectors.npy
-    metadata.sqlite   table images(id, path, sha256, added_at)
+    metadata.sqlite   images(id, path, sha256, added_at, removed_at), retired ids, properties
     scann/            the serialized ScaNN searcher (scann backend only)
     manifest.json     format version, backend, dim, count, params, sha256 of every file
 
@@ -20,6 +20,11 @@ rows added since the last build as an exact "delta": a search scores them with t
 backend and merges the result with ScaNN's. When the delta outgrows ``max(1000, 1%)`` of the
 searcher's rows the searcher is rebuilt over all rows (parameters re-chosen for the new size)
 on the next search or save. Results therefore always include every added row.
+
+Removal is a tombstone (``remove``): the row keeps its vector and id but every search skips it
+(it over-fetches k + tombstones and drops them), and the removal is committed by the same atomic
+save as everything else. ``compact`` returns the index rebuilt without tombstoned rows; their
+ids stay reserved for their content (``content_id``), so an id never changes meaning.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from provjax.retrieval import exact, scann_backend
 from provjax.retrieval.merge import merge_topk
 from provjax.retrieval.metadata import MetadataStore, utc_now
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tombstones, retired ids, properties
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 IDS = "ids.npy"
@@ -88,6 +94,42 @@ def _save_npy(path: str, array: np.ndarray) -> None:
     os.fsync(f.fileno())
 
 
+def _leftovers(target: str, kind: str) -> list[str]:
+  """Sibling directories ``.NAME.<kind>-*`` that an interrupted :meth:`Index.save` left."""
+  parent, name = os.path.split(target)
+  if not os.path.isdir(parent):
+    return []
+  return sorted(
+      os.path.join(parent, f) for f in os.listdir(parent) if f.startswith(f".{name}.{kind}-")
+  )
+
+
+def committed_dir(directory: str | os.PathLike) -> str:
+  """The directory holding the committed index at ``directory`` (read-only; for loaders).
+
+  :meth:`Index.save` renames the old index aside, then the new one into place; a kill between
+  the two leaves no index at ``directory`` but a complete ``.NAME.old-*`` sibling: the state
+  before the save, which is then the committed one.
+  """
+  target = os.path.abspath(os.fspath(directory))
+  if os.path.exists(target):
+    return target
+  old = [d for d in _leftovers(target, "old") if os.path.isfile(os.path.join(d, MANIFEST))]
+  return old[0] if old else target
+
+
+def recover_interrupted_save(directory: str | os.PathLike) -> None:
+  """Before a save (the single writer): put back an index a killed save left aside, and
+  delete the temporary and superseded copies it left, which are never read."""
+  target = os.path.abspath(os.fspath(directory))
+  committed = committed_dir(target)
+  if committed != target:
+    os.rename(committed, target)
+    _fsync_path(os.path.dirname(target))
+  for leftover in _leftovers(target, "tmp") + _leftovers(target, "old"):
+    shutil.rmtree(leftover, ignore_errors=True)
+
+
 class Index:
   """Inner-product nearest-neighbour index over L2-normalised float32 descriptors.
 
@@ -121,6 +163,7 @@ class Index:
     self._ids = np.zeros((0,), np.int64)
     self._n = 0
     self._meta = MetadataStore()
+    self._removed = np.zeros((0,), np.int64)  # tombstoned ids, sorted (mirrors the metadata)
     self._searcher = None
     self._searcher_rows = 0  # rows [0, _searcher_rows) are in the ScaNN searcher
     self._searcher_params: dict | None = None
@@ -128,7 +171,13 @@ class Index:
 
   # ----------------------------------------------------------------------------- contents
   def __len__(self) -> int:
-    return self._n
+    """Rows a search can return (tombstoned rows are stored but not counted)."""
+    return self._n - len(self._removed)
+
+  @property
+  def removed(self) -> np.ndarray:
+    """Tombstoned ids (sorted): stored until :meth:`compact`, never returned by a search."""
+    return self._removed.copy()
 
   @property
   def vectors(self) -> np.ndarray:
@@ -161,8 +210,60 @@ class Index:
     return row
 
   def find_sha256(self, sha: str) -> int | None:
-    """The id of the indexed file with this sha256, or None."""
+    """The id of the indexed (not removed) file with this sha256, or None."""
     return self._meta.find_sha256(sha)
+
+  def content_id(self, sha: str) -> int | None:
+    """The id this content was ever given here (even if removed or compacted away), or None."""
+    return self._meta.content_id(sha)
+
+  def max_id(self) -> int:
+    """The largest id ever used, retired ones included (-1 when none)."""
+    return self._meta.max_id()
+
+  def live_entries(self) -> list[tuple]:
+    """``(id, path, sha256)`` of every searchable row, ordered by id."""
+    return self._meta.live_rows()
+
+  def set_property(self, key: str, value: str) -> None:
+    """Stores a small fact (e.g. the last sync time), committed by the next save."""
+    self._meta.set_property(key, value)
+
+  def get_property(self, key: str) -> str | None:
+    return self._meta.get_property(key)
+
+  # ---------------------------------------------------------------------- remove/compact
+  def remove(self, ids: Sequence[int]) -> None:
+    """Tombstones live ids: searches stop returning them at once; :meth:`compact` drops them.
+
+    Raises:
+        KeyError: if an id is not a live row; nothing is changed then.
+    """
+    self._meta.remove(ids)
+    self._removed = np.asarray(self._meta.removed_ids(), np.int64)
+
+  def relink(self, ids: Sequence[int], paths: Sequence[str | None]) -> None:
+    """Points stored ids at new paths; a tombstoned id becomes searchable again.
+
+    Used when a file was renamed or its removed content came back: the content keeps its id.
+
+    Raises:
+        KeyError: if an id is not stored (compacted-away ids need :meth:`add`).
+    """
+    self._meta.relink(ids, paths)
+    self._removed = np.asarray(self._meta.removed_ids(), np.int64)
+
+  def compact(self) -> "Index":
+    """A new index holding only the live rows (searcher rebuilt on first use); self is unchanged.
+
+    The dropped rows' ids stay reserved for their content (see :meth:`content_id`).
+    """
+    out = Index(self.dim, backend=self.backend, metric=self.metric, scann_params=self._fixed_params)
+    out._meta = self._meta.copy()
+    out._meta.retire(self._removed.tolist())
+    keep = ~np.isin(self._ids[: self._n], self._removed)
+    out._append(self._ids[: self._n][keep], self._vecs[: self._n][keep])
+    return out
 
   # --------------------------------------------------------------------------------- add
   def add(
@@ -264,11 +365,17 @@ class Index:
     if self._n == 0:
       q = queries.shape[0]
       return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
+    # Over-fetch by the tombstone count: after dropping them, k live rows remain.
+    fetch = min(k + len(self._removed), self._n)
     if self.backend == "exact":
-      scores, rows = exact.topk(self._exact_db(), queries, k, n_valid=self._n)
+      scores, rows = exact.topk(self._exact_db(), queries, fetch, n_valid=self._n)
     else:
-      scores, rows = self._scann_search(queries, k)
-    return scores, np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
+      scores, rows = self._scann_search(queries, fetch)
+    ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
+    if len(self._removed) or fetch < k:
+      ids = np.where(np.isin(ids, self._removed), -1, ids)
+      scores, ids = merge_topk([scores], [ids], k)
+    return scores, ids
 
   def _exact_db(self):
     """Device copy of the whole capacity buffer, refreshed after adds.
@@ -333,6 +440,7 @@ class Index:
     target = os.path.abspath(os.fspath(directory))
     parent, name = os.path.split(target)
     os.makedirs(parent, exist_ok=True)
+    recover_interrupted_save(target)
     if (
         os.path.exists(target)
         and os.listdir(target)
@@ -413,7 +521,7 @@ class Index:
         IndexCorruptError: on a missing manifest or file, a checksum or size mismatch, or
             contents inconsistent with the manifest; the message names the file.
     """
-    root = os.path.abspath(os.fspath(directory))
+    root = committed_dir(directory)
     mpath = os.path.join(root, MANIFEST)
     if not os.path.isfile(mpath):
       raise IndexCorruptError(f"{mpath}: missing (not a provjax index, or save interrupted)")
@@ -424,10 +532,10 @@ class Index:
       version = manifest["format_version"]
     except (ValueError, KeyError, TypeError) as e:
       raise IndexCorruptError(f"{mpath}: unreadable manifest ({e})") from None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
       raise IndexCorruptError(
           f"{mpath}: format version {version} not supported "
-          f"(this provjax reads {FORMAT_VERSION})"
+          f"(this provjax reads {READABLE_VERSIONS})"
       )
     for rel in (VECTORS, IDS, METADATA):
       if rel not in files:
@@ -472,6 +580,7 @@ class Index:
       )
     index._vecs, index._ids, index._n = vecs, ids, n
     index._meta = MetadataStore.load(os.path.join(root, METADATA))
+    index._removed = np.asarray(index._meta.removed_ids(), np.int64)
     if len(index._meta) != n:
       raise IndexCorruptError(
           f"{os.path.join(root, METADATA)}: {len(index._meta)} rows, " f"manifest says {n}"
