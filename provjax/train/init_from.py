@@ -40,13 +40,13 @@ def entries(value) -> list[dict]:
   return [parse(v.to_dict() if hasattr(v, "to_dict") else v) for v in value]
 
 
-def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
+def flatten(tree, prefix: str = "", sep: str = "/") -> dict:
   """Nested dict -> {"a/b/c": leaf}."""
   out = {}
   for key, value in tree.items():
-    path = f"{prefix}/{key}" if prefix else str(key)
+    path = f"{prefix}{sep}{key}" if prefix else str(key)
     if isinstance(value, dict):
-      out.update(flatten(value, path))
+      out.update(flatten(value, path, sep))
     else:
       out[path] = value
   return out

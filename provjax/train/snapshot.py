@@ -13,6 +13,8 @@ from pathlib import Path
 
 import jax
 
+from provjax.train.init_from import flatten
+
 # Dotted key prefixes that may differ between the snapshot and a resumed run.
 MAY_CHANGE = (
     "train.log_every",
@@ -30,17 +32,6 @@ MAY_CHANGE = (
 
 class ConfigChangedError(ValueError):
   """A resumed run's config differs from the one its work dir was started with."""
-
-
-def _flat(tree, prefix: str = "") -> dict:
-  out = {}
-  for key, value in tree.items():
-    path = f"{prefix}.{key}" if prefix else str(key)
-    if isinstance(value, dict):
-      out.update(_flat(value, path))
-    else:
-      out[path] = value
-  return out
 
 
 def as_dict(config) -> dict:
@@ -69,7 +60,7 @@ def read(workdir) -> "ml_collections.ConfigDict":
 
 def changes(old: dict, new: dict) -> list[str]:
   """'key: old -> new' for every key that differs and may not change."""
-  a, b = _flat(old), _flat(new)
+  a, b = flatten(old, sep="."), flatten(new, sep=".")
   out = []
   for key in sorted(set(a) | set(b)):
     if any(key == p or key.startswith(p) for p in MAY_CHANGE):
