@@ -16,6 +16,21 @@ from provjax.provenance.gallery import Gallery
 from provjax.transforms import pixel_grid
 
 
+def _build_args(db, index, flags) -> list[str]:
+  """`provjax index build` of `db` into `index` with exact search and the test weights."""
+  return [
+      "index",
+      "build",
+      str(db),
+      "--index",
+      str(index),
+      "--no-progress",
+      "--backend",
+      "exact",
+      *flags,
+  ]
+
+
 def _images(folder, n, seed=0):
   folder.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(seed)
@@ -39,38 +54,14 @@ def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
   paths = _images(tmp_path / "db", 6)
   (tmp_path / "db" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
   flags = ["--descriptor", "simprov.test", "--comparator", "simprov_comparator.test"]
-  rc = cli.main(
-      [
-          "index",
-          "build",
-          str(tmp_path / "db"),
-          "--index",
-          str(tmp_path / "idx"),
-          "--no-progress",
-          "--backend",
-          "exact",
-          *flags,
-      ]
-  )
+  rc = cli.main(_build_args(tmp_path / "db", tmp_path / "idx", flags))
   out, err = capsys.readouterr()
   assert rc == 1 and "broken.jpg" in err
   stats = json.loads(out.strip().splitlines()[-1])
   assert stats["added"] == 6 and stats["errors"] == 1
 
   # Building again is a sync with nothing to do: every file is recognised by its sha256.
-  rc = cli.main(
-      [
-          "index",
-          "build",
-          str(tmp_path / "db"),
-          "--index",
-          str(tmp_path / "idx"),
-          "--no-progress",
-          "--backend",
-          "exact",
-          *flags,
-      ]
-  )
+  rc = cli.main(_build_args(tmp_path / "db", tmp_path / "idx", flags))
   stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert stats["added"] == 0 and stats["unchanged"] == 6 and stats["size"] == 6
 
@@ -190,22 +181,7 @@ def test_query_reports_each_failure_on_its_own_line(fresh_weights, tmp_path, cap
   corrupt = tmp_path / "corrupt.png"
   corrupt.write_bytes(paths[0].read_bytes()[:60])  # a truncated PNG
   flags = ["--descriptor", "simprov.test", "--comparator", "simprov_comparator.test"]
-  assert (
-      cli.main(
-          [
-              "index",
-              "build",
-              str(tmp_path / "db"),
-              "--index",
-              str(tmp_path / "idx"),
-              "--no-progress",
-              "--backend",
-              "exact",
-              *flags,
-          ]
-      )
-      == 0
-  )
+  assert cli.main(_build_args(tmp_path / "db", tmp_path / "idx", flags)) == 0
   capsys.readouterr()
   query = ["query", "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "out"), "--k", "2"]
 

@@ -97,9 +97,9 @@ def findings(bench: dict, calib: dict) -> list[str]:
   return out
 
 
-def release(spec, config, workdir, name, summary, bench, calib, extra=None) -> dict:
-  """Evaluate the work dir's latest checkpoint and export it as `name` with its card."""
-  model, step = restore_model(config, workdir)
+def release(spec, config, workdir, restored, name, summary, bench, calib, extra=None) -> dict:
+  """Evaluate a work dir's restored (model, step) and export it as `name` with its card."""
+  model, step = restored
   metrics = tasks.get(config.task).evaluate({"model": model}, config)
   metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
   setup = {
@@ -145,8 +145,9 @@ def release(spec, config, workdir, name, summary, bench, calib, extra=None) -> d
 
 
 def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir, tag: str) -> dict:
-  desc_model, _ = restore_model(desc_config, desc_dir)
-  cmp_model, _ = restore_model(cmp_config, cmp_dir)
+  desc = restore_model(desc_config, desc_dir)  # (model, step), restored once
+  cmp = restore_model(cmp_config, cmp_dir)
+  desc_model, cmp_model = desc[0], cmp[0]
   calib = benchmark.calibrate_distinct_threshold(desc_model, cmp_model)
   bench = benchmark.run(desc_model, cmp_model, distinct_threshold=calib["threshold"])
   arch_d, arch_c = desc_config.model.name.split(".")[0], cmp_config.model.name.split(".")[0]
@@ -155,6 +156,7 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       desc_spec,
       desc_config,
       desc_dir,
+      desc,
       f"{arch_d}.{tag}",
       "SImProv search encoder: a descriptor (L2-normalise before indexing) trained with the "
       "multi-positive NT-Xent on benign views of originals and of their manipulated copies.",
@@ -165,6 +167,7 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       cmp_spec,
       cmp_config,
       cmp_dir,
+      cmp,
       f"{arch_c}.{tag}",
       "SImProv comparator (ICN): affine STN + correlation-flow warp of the query onto the "
       "original, Siamese split ResNet, 3-way verdict (benign / manipulated / distinct) and an "
