@@ -102,8 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
   p.set_defaults(fn=_cmd_bench)
 
+  p = sub.add_parser("convert", help="official PyTorch weights -> a released-weights folder")
+  convert = p.add_subparsers(dest="system", required=True, metavar="SYSTEM")
   for module in systems.plugins("cli"):  # each system package registers its own commands
     module.add_commands(sub)
+    if hasattr(module, "add_converters"):  # and its converters under `convert`
+      module.add_converters(convert)
   return parser
 
 

@@ -29,6 +29,7 @@ SHARED = {
     "registry",
     "retrieval",
     "timing",
+    "torch_format",
     "transforms",
     "viz",
     "weights",

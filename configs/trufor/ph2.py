@@ -1,0 +1,104 @@
+"""TruFor phase 2: dual encoder + localization head, Noiseprint++ frozen.
+
+The three phases chain through work dirs (`init_from`):
+
+    provjax train --config configs/trufor/noiseprint.py:tiny --workdir runs/trufor_np_tiny
+    provjax train --config configs/trufor/ph2.py:tiny,np=runs/trufor_np_tiny \
+        --workdir runs/trufor_ph2_tiny
+    provjax train --config configs/trufor/ph3.py:tiny --workdir runs/trufor_ph3_tiny \
+        --config.init_from=runs/trufor_ph2_tiny
+    provjax eval  --config configs/trufor/ph2.py:tiny --checkpoint runs/trufor_ph2_tiny
+
+`np=DIR` sets `init_from` to {"source": DIR, "from": "model", "to":
+"model/dncnn"}: the phase-1 model becomes the frozen extractor
+(provjax/train/init_from.py); without it `init_from` is "" (a fresh
+extractor). `:tiny` is the CPU variant (128-pixel crops of 160-pixel
+forgeries); `:b2` the paper's model and recipe (512 crops, batch 18). Add
+`,quick` for a smoke run.
+
+Data: class-balanced crops (half forged) of the `provjax_forgery` train split
+(provjax.data.forgery: splice, copy-move and removal with exact masks, then
+resize / JPEG post-processing), RandomScale +-0.5 (p 0.5) and JPEG 30-100
+(p 0.5) augmentation, small images padded with RGB 127.5 (label -1).
+Loss 0.3 CE (weights 0.5 / 2.5, ignore -1) + 0.7 Dice; SGD momentum 0.9,
+lr 0.005 with poly-0.9 decay, weight decay 5e-4 on kernels only.
+Evaluation: pixel F1 (best and at 0.5) and MCC over the forged images of the
+test split at full size; `--config.eval.benchmark=NAME
+--config.eval.manual_dir=DIR` evaluates every image of a public benchmark
+instead (provjax.data.forensics.BENCHMARKS).
+
+Last run: only a 300-step sanity run (:tiny,np=<the 400-step phase-1 run>,
+`--config.data.count=1000`, about 9 min on 2 shared CPU cores): on the 24
+forgeries among the first 48 test records, pixel F1_best 0.33, F1@0.5 0.28,
+MCC 0.23 (uniform random maps: 0.14, 0.13, 0.01). The full schedule has not
+been run yet.
+
+To make the forgeries from a folder of your own photographs (split by source,
+see provjax.data.folder and provjax.data.splits), add
+`--config.data.photo_dir=/usr/share/doc/opencv-doc/examples/data`.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  variant, *flags = arg.split(",")
+  quick = "quick" in flags
+  options = dict(f.split("=", 1) for f in flags if "=" in f)
+  small = variant == "tiny"
+  c = ml_collections.ConfigDict()
+  c.task = "trufor_loc"
+  c.seed = 0
+  c.distributed = False
+  c.model = dict(name=f"trufor.{variant}", overrides={})
+  # Parts run in training mode and optimised; the rest (dncnn, conf, detection) stay as they are.
+  c.train_parts = ("backbone", "decode_head")
+  c.data = dict(
+      data_dir="~/.cache/provjax/tensorflow_datasets",
+      resolution=160 if small else 640,  # forgeries before post-processing (resize 0.5-1.0)
+      count=4000 if small else 100_000,
+      seed=0,
+      photo_dir=None,  # a folder of photographs to forge from; None: the bundled photos
+      crop=128 if small else 512,
+      fake_fraction=0.5,  # class-balanced batches
+      aug=dict(scale_p=0.5, scale_limit=0.5, jpeg_p=0.5, jpeg_range=(30, 100)),
+      num_threads=2,
+  )
+  c.loss = dict(ce_weight=0.3, dice_weight=0.7, class_weights=(0.5, 2.5))
+  # SGD + momentum, masked weight decay and the poly schedule (provjax.tasks.trufor_loc.sgd_poly).
+  c.optimizer = dict(lr=0.005, momentum=0.9, weight_decay=5e-4, power=0.9)
+  c.train = dict(
+      steps=4000 if small else 100_000,
+      batch_size=16 if small else 18,
+      log_every=20,
+      ckpt_every=250,
+      keep=3,
+      eval_every=1000,
+      allow_config_change=False,
+  )
+  # The first num_images test-split records, or every image of `benchmark` (a name in
+  # provjax.data.forensics.BENCHMARKS, its files under manual_dir).
+  c.eval = dict(num_images=96, benchmark="", manual_dir="")
+  # A work dir or arch.tag (see provjax/train/init_from.py); `np=DIR`: phase 1's extractor.
+  c.init_from = (
+      {"source": options["np"], "from": "model", "to": "model/dncnn"} if "np" in options else ""
+  )
+  c.mesh = dict(shape=(-1, 1))
+  # Logical parameter axes -> mesh axes. Output channels split over `model`.
+  c.sharding_rules = [
+      ["conv_in", None],
+      ["conv_out", "model"],
+      ["embed_in", None],
+      ["embed_out", "model"],
+      ["head", None],
+  ]
+  if quick:
+    # A one-stage micro encoder (still dual-branch, with FRM/FFM and both heads): a smoke run
+    # checks the wiring, and this compiles in a third of the four-stage time on a CPU.
+    c.model.overrides = dict(
+        embed_dims=(8,), num_heads=(1,), depths=(1,), sr_ratios=(2,), decoder_dim=8
+    )
+    c.data.update(count=12, resolution=64, crop=64)
+    c.train.update(steps=2, batch_size=2, log_every=1, ckpt_every=2, eval_every=0)
+    c.eval.num_images = 8
+  return c

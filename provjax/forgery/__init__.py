@@ -1,0 +1,1 @@
+"""TruFor application: `provjax detect`, `provjax convert trufor`, release, bench."""
