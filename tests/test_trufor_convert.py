@@ -4,8 +4,10 @@ tests/reference/standin.py makes deterministic weights in the official layout
 (every key of trufor_state_dict.tsv); trufor_reference_outputs.npz holds what
 the official PyTorch TruFor computed with them in eval mode. Converting the
 stand-in and reproducing those outputs proves the port and the converter
-faithful (maximum absolute errors at the last run: loc 3.6e-6, conf 2.8e-6,
-det 1.2e-7, noiseprint 1.5e-7).
+faithful. The check runs the way a user would: `provjax convert trufor` on the
+stand-in, then `provjax detect` on the reference picture saved as PNG (maximum
+absolute logit errors when the port was written: loc 3.6e-6, conf 2.8e-6, det
+1.2e-7, noiseprint 1.5e-7).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import sys
 
 from flax import nnx
 import numpy as np
+from PIL import Image
 import pytest
 
 import provjax
+from provjax import cli
 from provjax.forgery import convert
 from provjax.models import trufor
 
@@ -31,42 +35,61 @@ TOLERANCE = 1e-3
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-  """The stand-in written as .npz, converted into a temporary released-weights root, loaded."""
+  """The stand-in written as .npz and converted by `provjax convert trufor` into a temporary root."""
   tmp = tmp_path_factory.mktemp("trufor_convert")
   source = tmp / "trufor_standin.npz"
   np.savez(source, **standin.make("trufor"))
   mp = pytest.MonkeyPatch()
   mp.setenv("PROVJAX_CHECKPOINTS", str(tmp / "checkpoints"))
   try:
-    folder = convert.convert_trufor(source, "trufor.standin")
-    yield folder, provjax.load("trufor.standin")
+    assert cli.main(["convert", "trufor", str(source), "--name", "trufor.standin"]) == 0
+    yield tmp / "checkpoints" / "trufor.standin"
   finally:
     mp.undo()
 
 
-def test_converted_model_reproduces_the_official_outputs(converted):
-  _, model = converted
+def _softmax1(logits):
+  """Probability of class 1 along axis 1 (the official map)."""
+  e = np.exp(logits - logits.max(axis=1, keepdims=True))
+  return e[:, 1] / e.sum(axis=1)
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def test_detect_reproduces_the_official_outputs(converted, tmp_path, capsys, monkeypatch):
+  """Converted weights run through `provjax detect` give the official map, conf, score, np++."""
+  monkeypatch.setenv("PROVJAX_CHECKPOINTS", str(converted.parent))
   reference = np.load(REFERENCE / "trufor_reference_outputs.npz")
   image, official_input = standin.trufor_input()
   np.testing.assert_array_equal(reference["image"], image)
-  x = trufor.preprocess(image[None])
-  np.testing.assert_array_equal(np.asarray(x), official_input.transpose(0, 2, 3, 1))
-  out = nnx.jit(lambda m, x: m(x))(model, x)
-  ours = {  # official layouts: NCHW, det (B, 1), noiseprint tiled to 3 channels
-      "pred_logits": np.asarray(out["loc_logits"]).transpose(0, 3, 1, 2),
-      "conf_logits": np.asarray(out["conf_logits"]).transpose(0, 3, 1, 2),
-      "det_logit": np.asarray(out["det_logit"])[:, None],
-      "noiseprint": np.tile(np.asarray(out["noiseprint"]).transpose(0, 3, 1, 2), (1, 3, 1, 1)),
+  np.testing.assert_array_equal(
+      np.asarray(trufor.preprocess(image[None])), official_input.transpose(0, 2, 3, 1)
+  )
+  path = tmp_path / "reference.png"
+  Image.fromarray(image).save(path)  # lossless: detect reads exactly these pixels
+  capsys.readouterr()
+  argv = ["detect", str(path), "--model", "trufor.standin", "--save-np", "--json"]
+  assert cli.main(argv + ["--out", str(tmp_path / "out")]) == 0
+  line = json.loads(capsys.readouterr().out.strip())
+  ours = np.load(line["map_npz"])
+  expected = {
+      "map": _softmax1(reference["pred_logits"])[0],
+      "conf": _sigmoid(reference["conf_logits"])[0, 0],
+      "score": _sigmoid(reference["det_logit"])[0, 0],
+      "np++": reference["noiseprint"][0, 0],  # the official tool tiles one channel to three
   }
-  errors = {k: float(np.abs(v - reference[k]).max()) for k, v in ours.items()}
+  errors = {k: float(np.abs(ours[k] - v).max()) for k, v in expected.items()}
   print("max abs error vs official TruFor:", errors)
-  for key, value in ours.items():
-    assert value.shape == reference[key].shape, key
+  for key, value in expected.items():
+    assert ours[key].shape == np.shape(value), key
     assert errors[key] < TOLERANCE, errors
+  assert line["score"] == pytest.approx(float(expected["score"]), abs=TOLERANCE)
 
 
 def test_released_folder_records_the_source(converted):
-  folder, _ = converted
+  folder = converted
   meta = json.loads((folder / "config.json").read_text())
   assert meta["arch"] == "trufor.b2"
   assert meta["converted_from"]["file"] == "trufor_standin.npz"
