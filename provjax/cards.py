@@ -98,6 +98,12 @@ def _table(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def _optimizer(opt: dict) -> str:
+  """ "adamw lr 0.002 (cosine)", leaving out what the config does not say."""
+  text = " ".join(str(p) for p in (opt.get("name"), "lr", opt.get("lr")) if p is not None)
+  return f"{text} ({opt['schedule']})" if opt.get("schedule") else text
+
+
 def render(card: Card) -> str:
   """The model card as Markdown."""
   cfg = card.config
@@ -110,8 +116,7 @@ def render(card: Card) -> str:
       "",
       f"- Architecture: `{card.arch}`.",
       f"- Training: `provjax train --config {card.config_spec}`; {card.steps} steps, batch "
-      f"{train.get('batch_size')}, {opt.get('name')} lr {opt.get('lr')} ({opt.get('schedule')}),"
-      f" seed {cfg.get('seed')}.",
+      f"{train.get('batch_size')}, {_optimizer(opt)}, seed {cfg.get('seed')}.",
       f"- Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB; "
       f"{m.get('devices')} ({m.get('backend')}); jax {m.get('jax')}, Python {m.get('python')}.",
       f"- Data: {card.data}",

@@ -19,10 +19,10 @@ P patches of one neighbourhood of each result; positives share source and
 history. The evaluation reports the nearest-neighbour accuracy of held-back
 test-split patches and draws the noiseprint of a spliced test image.
 
-Last run: only a 400-step sanity run (:tiny, `--config.data.count=400`, about
-5 min on 2 shared CPU cores): held-back nearest-neighbour accuracy 0.31
-(random init: 0.09; 16 test images x 4 histories x 2 patches, chance 1/127).
-The full schedule has not been run yet.
+Last run (behind trufor.synth-v1): 400 steps, `--config.data.count=400`
+(bundled photos), about 5 min on 2 shared CPU cores: held-back
+nearest-neighbour accuracy 0.31 (random init: 0.09; 16 test images x 4
+histories x 2 patches, chance 1/127). The full schedule has not been run.
 
 To crop the originals from a folder of your own photographs (split by source,
 see provjax.data.folder and provjax.data.splits), add

@@ -27,11 +27,12 @@ test split at full size; `--config.eval.benchmark=NAME
 --config.eval.manual_dir=DIR` evaluates every image of a public benchmark
 instead (provjax.data.forensics.BENCHMARKS).
 
-Last run: only a 300-step sanity run (:tiny,np=<the 400-step phase-1 run>,
-`--config.data.count=1000`, about 9 min on 2 shared CPU cores): on the 24
-forgeries among the first 48 test records, pixel F1_best 0.33, F1@0.5 0.28,
-MCC 0.23 (uniform random maps: 0.14, 0.13, 0.01). The full schedule has not
-been run yet.
+Last run (behind trufor.synth-v1): 1,500 steps from the phase-1 run
+(`np=DIR`), `--config.data.count=2000 --config.optimizer.lr=0.01
+--config.data.photo_dir=DIR` (Debian's opencv-doc examples + gnome-backgrounds),
+about 32 min on 2 CPU cores: on the 35 forgeries among the first 96 test
+records, pixel F1_best 0.46 / 0.48 / 0.46 at steps 500 / 1000 / 1500, F1@0.5
+0.39, MCC 0.36 (uniform random maps: about 0.14, 0.13, 0.01).
 
 To make the forgeries from a folder of your own photographs (split by source,
 see provjax.data.folder and provjax.data.splits), add
@@ -66,7 +67,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   )
   c.loss = dict(ce_weight=0.3, dice_weight=0.7, class_weights=(0.5, 2.5))
   # SGD + momentum, masked weight decay and the poly schedule (provjax.tasks.trufor_loc.sgd_poly).
-  c.optimizer = dict(lr=0.005, momentum=0.9, weight_decay=5e-4, power=0.9)
+  c.optimizer = dict(
+      name="sgd", schedule="poly", lr=0.005, momentum=0.9, weight_decay=5e-4, power=0.9
+  )
   c.train = dict(
       steps=4000 if small else 100_000,
       batch_size=16 if small else 18,

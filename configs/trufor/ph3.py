@@ -26,12 +26,14 @@ both classes weigh half. Evaluation: image AUC and balanced accuracy (score
 a benchmark (`--config.eval.benchmark=NAME --config.eval.manual_dir=DIR`,
 provjax.data.forensics.BENCHMARKS).
 
-Last run: only a 200-step sanity run from the 300-step phase-2 sanity run
-(:tiny, `--config.data.count=1000`, about 6 min on 2 shared CPU cores): the
-confidence MSE fell from 0.073 to 0.014 while detection stayed at chance
-(weighted BCE about 0.70; image AUC 0.36 on the first 48 test records); the
-localization figures equal phase 2's to the last digit, as the frozen parts
-must. The full schedule has not been run yet.
+Last run (released as trufor.synth-v1): 500 steps from the 1,500-step phase-2
+run, `--config.data.count=2000 --config.optimizer.lr=0.01
+--config.data.photo_dir=DIR` (DIR = Debian's opencv-doc examples + gnome-backgrounds),
+about 8 min on 2 CPU cores: confidence MSE 0.027 -> 0.012, but detection
+stayed near chance (weighted BCE about 0.68; image AUC 0.54, bACC 0.51 on
+the first 96 test records; lr 0.05 for 400 steps gave the same AUC 0.55).
+Localization figures equal phase 2's to the last digit, as the frozen parts
+must. The released card has every figure.
 
 To make the forgeries from a folder of your own photographs (split by source,
 see provjax.data.folder and provjax.data.splits), add
@@ -64,7 +66,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       num_threads=2,
   )
   c.loss = dict(conf_weight=1.0, det_weight=0.5, erode=15, dilate=11, min_forged_pixels=3)
-  c.optimizer = dict(lr=0.005, momentum=0.9, weight_decay=5e-4, power=0.9)
+  c.optimizer = dict(
+      name="sgd", schedule="poly", lr=0.005, momentum=0.9, weight_decay=5e-4, power=0.9
+  )
   c.train = dict(
       steps=2000 if small else 100_000,
       batch_size=20 if small else 18,

@@ -68,6 +68,8 @@ def sgd_poly(cfg, steps: int) -> optax.GradientTransformation:
 
   The decay is added to the gradient before momentum, as in PyTorch's SGD.
   """
+  if (cfg.get("name", "sgd"), cfg.get("schedule", "poly")) != ("sgd", "poly"):
+    raise ValueError(f"TruFor trains with name='sgd', schedule='poly'; the config says {cfg}")
   lr = optax.polynomial_schedule(cfg.lr, 0.0, cfg.get("power", 0.9), max(steps, 1))
   return optax.chain(
       optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
