@@ -203,6 +203,7 @@ def _check_sharded(out: dict):
   np.testing.assert_allclose(out["sharded"], out["single"], rtol=1e-5)
 
 
+@pytest.mark.slow  # about 35 s; the b2 version above is slow too: run both with -m slow
 def test_tiny_sharded_matches_single_device():
   """Training-mode loss (batch-stat BN, stochastic depth) on a (4, 2) mesh == one device."""
   _check_sharded(_sharded_vs_single("tiny"))
