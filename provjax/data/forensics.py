@@ -35,7 +35,6 @@ prepares it again.
 from __future__ import annotations
 
 import abc
-import contextlib
 import dataclasses
 import hashlib
 import os
@@ -46,6 +45,7 @@ import sys
 import numpy as np
 import tensorflow_datasets as tfds
 
+from provjax.data import synthetic
 from provjax.data.images import IMAGE_EXTENSIONS, ImageError, encode_png, list_images, read_image
 
 SPLIT = "test"
@@ -418,10 +418,5 @@ def load_benchmark(
 ):
   """Random-access source of benchmark `name` (prepared on first use); see decode_record."""
   b = builder(name, manual_dir, data_dir=data_dir)
-  if not b.is_prepared():
-    tfds.disable_progress_bar()
-    download_config = tfds.download.DownloadConfig(manual_dir=str(b.builder_config.manual_dir))
-    # TFDS prints its progress on stdout, which carries the CLI's JSON.
-    with contextlib.redirect_stdout(sys.stderr):
-      b.download_and_prepare(download_config=download_config)
-  return b.as_data_source(split=split)
+  download_config = tfds.download.DownloadConfig(manual_dir=str(b.builder_config.manual_dir))
+  return synthetic.prepared_source(b, split, download_config=download_config)

@@ -31,12 +31,10 @@ Records follow the agreed forgery record format: `image` (PNG or JPEG bytes),
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import os
 from pathlib import Path
-import sys
 
 import numpy as np
 from PIL import Image
@@ -44,7 +42,7 @@ from scipy import ndimage
 import tensorflow_datasets as tfds
 
 from provjax import transforms
-from provjax.data import folder, photos, splits
+from provjax.data import folder, photos, splits, synthetic
 from provjax.data.images import encode_jpeg, encode_png, read_image
 
 EDIT_KINDS = ("splice", "copy_move", "removal")
@@ -422,12 +420,7 @@ def load_source(
 ):
   """Random-access source of `split` (prepared on first use); records as in `Forgery.record`."""
   b = builder(data_dir, resolution=resolution, count=count, seed=seed, photo_dir=photo_dir)
-  if not b.is_prepared():
-    tfds.disable_progress_bar()
-    # TFDS prints its progress on stdout, which carries the CLI's JSON.
-    with contextlib.redirect_stdout(sys.stderr):
-      b.download_and_prepare()
-  return b.as_data_source(split=split)
+  return synthetic.prepared_source(b, split)
 
 
 def source_from_config(data_config, split: str):

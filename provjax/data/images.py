@@ -93,6 +93,18 @@ def _read_file(path: str | os.PathLike, label: str) -> bytes:
     raise ImageError(label, f"cannot read file ({_describe(e)})") from e
 
 
+def failure_line(path: str, error: Exception) -> str:
+  """One line naming the file and what went wrong with it (a CLI's `error` field).
+
+  Errors whose message already starts with the file (ImageError, converter
+  errors) are kept as they are, so the name is never said twice.
+  """
+  text = " ".join(str(error).split())
+  if isinstance(error, ImageError) or text.startswith(str(path)):
+    return text
+  return f"{path}: {type(error).__name__}: {text}"
+
+
 def _describe(e: BaseException) -> str:
   """Short text for an exception: its message, or its type if empty."""
   text = getattr(e, "strerror", None) or str(e)

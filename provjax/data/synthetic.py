@@ -164,11 +164,16 @@ def load_source(
   """Random-access source of `split` (prepared on first use); records are dicts
   with `image` (PNG bytes), `id`, `kind` and `source`."""
   b = builder(data_dir, resolution=resolution, count=count, seed=seed, photo_dir=photo_dir)
+  return prepared_source(b, split)
+
+
+def prepared_source(b: tfds.core.DatasetBuilder, split: str, **prepare_kwargs):
+  """`split` of builder `b` as a random-access source, prepared on first use."""
   if not b.is_prepared():
     tfds.disable_progress_bar()
     # TFDS prints its progress on stdout, which carries the CLI's JSON.
     with contextlib.redirect_stdout(sys.stderr):
-      b.download_and_prepare()
+      b.download_and_prepare(**prepare_kwargs)
   return b.as_data_source(split=split)
 
 

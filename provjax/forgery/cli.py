@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 import sys
 
+from provjax.data.images import failure_line
 from provjax.forgery.detect import DEFAULT_MAX_PIXELS
 
 DEFAULT_MODEL = "trufor.synth-v1"
@@ -39,15 +40,6 @@ measures the memory a size needs on this machine.
 
 exit status: 0 every image processed, 1 some image skipped, 2 bad arguments.
 """
-
-
-def _failure(path: str, error: Exception) -> str:
-  """One line naming the file and what went wrong with it."""
-  from provjax.data.images import ImageError
-
-  if isinstance(error, ImageError):  # its message already starts with the file
-    return str(error)
-  return " ".join(f"{path}: {type(error).__name__}: {error}".split())
 
 
 def _human_line(record: dict) -> str:
@@ -99,7 +91,7 @@ def cmd_detect(args) -> int:
       record.update(_detect_one(detector, out, n, path, args))
     except Exception as e:  # pylint: disable=broad-exception-caught
       # Whatever one input does, it costs only its own line: the batch goes on.
-      record["error"] = _failure(path, e)
+      record["error"] = failure_line(path, e)
       bar.write(f"provjax detect: skipped {record['error']}", file=sys.stderr)
       failed += 1
     print(json.dumps(record) if as_json else _human_line(record), flush=True)
@@ -115,7 +107,7 @@ def cmd_convert_trufor(args) -> int:
   except Exception as e:  # pylint: disable=broad-exception-caught
     # A file that is not the official checkpoint: one line, and nothing half-written
     # (weights.export swaps a complete folder in or leaves the old one).
-    print(f"provjax convert: error: {_failure(args.file, e)}", file=sys.stderr)
+    print(f"provjax convert: error: {failure_line(args.file, e)}", file=sys.stderr)
     return 1
   print(json.dumps({"name": args.name, "folder": str(folder)}))
   return 0

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from provjax.data.images import failure_line
+
 DEFAULT_DESCRIPTOR = "simprov.synth-v2"
 DEFAULT_COMPARATOR = "simprov_comparator.synth-v2"
 
@@ -91,15 +93,6 @@ exit status: 0 every image processed, 1 some image skipped, 2 bad arguments.
 """
 
 
-def _failure(path: str, error: Exception) -> str:
-  """One line naming the file and what went wrong with it."""
-  from provjax.data.images import ImageError
-
-  if isinstance(error, ImageError):  # its message already starts with the file
-    return str(error)
-  return " ".join(f"{path}: {type(error).__name__}: {error}".split())
-
-
 def _human_line(record: dict) -> str:
   """A terminal's summary of one query record."""
   query = record["query"]
@@ -147,7 +140,7 @@ def cmd_query(args) -> int:
       )
     except Exception as e:  # pylint: disable=broad-exception-caught
       # Whatever one input does, it costs only its own line: the batch goes on.
-      record["error"] = _failure(path, e)
+      record["error"] = failure_line(path, e)
       print(f"provjax query: skipped {record['error']}", file=sys.stderr, flush=True)
       failed += 1
     print(json.dumps(record) if as_json else _human_line(record), flush=True)
