@@ -32,7 +32,8 @@ Last run (behind trufor.synth-v1): 1,500 steps from the phase-1 run
 --config.data.photo_dir=DIR` (Debian's opencv-doc examples + gnome-backgrounds),
 about 32 min on 2 CPU cores: on the 35 forgeries among the first 96 test
 records, pixel F1_best 0.46 / 0.48 / 0.46 at steps 500 / 1000 / 1500, F1@0.5
-0.39, MCC 0.36 (uniform random maps: about 0.14, 0.13, 0.01).
+0.39, MCC 0.36 (uniform random maps gave about 0.14, 0.13, 0.01 on the
+24 test forgeries of an earlier 300-step sanity run).
 
 To make the forgeries from a folder of your own photographs (split by source,
 see provjax.data.folder and provjax.data.splits), add
