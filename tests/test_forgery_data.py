@@ -163,3 +163,10 @@ def test_tfds_builder_writes_the_records(tmp_path):
   assert [bytes(source[i]["kind"]).decode() for i in range(len(source))] == [
       forgery.kind_of(i) for i in range(len(source))
   ]
+
+
+def test_parallel_build_makes_the_same_records():
+  serial = list(forgery.generate_records("test", 40, 32))
+  parallel = list(forgery.generate_records("test", 40, 32, workers=2))
+  assert len(parallel) == 40
+  assert all(a == b for a, b in zip(serial, parallel))

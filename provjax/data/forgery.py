@@ -31,8 +31,11 @@ Records follow the agreed forgery record format: `image` (PNG or JPEG bytes),
 
 from __future__ import annotations
 
+from concurrent import futures
 import dataclasses
+import functools
 import io
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -57,6 +60,8 @@ FINAL_JPEG_PROBABILITY = 0.7
 RESIZE_PROBABILITY = 0.5
 RESIZE_RANGE = (0.5, 1.0)
 QUALITY_RANGE = (65, 100)
+_CHUNK = 16  # records per task of a parallel build
+PARALLEL_FROM = 1000  # training records from which `builder` uses every core by default
 # Procedural donors use indices from here up, which no stored image of the split uses.
 _DONOR_INDEX_BASE = 1 << 40
 # Independent random streams per record: which sources, which edit, which post-processing.
@@ -305,13 +310,43 @@ def make_forgery(split: str, index: int, resolution: int, seed: int = 0, *, pool
   return Forgery(f"{split}-{index:06d}", kind, source, donor_source, host, edited, mask, stored)
 
 
+@functools.lru_cache(maxsize=1)
+def _worker_pool(split: str, photo_dir: str | None):
+  return splits.photo_pool(split, photo_dir)  # once per worker process, not per chunk
+
+
+def _make_records(split, indices, resolution, seed, photo_dir) -> list[dict]:
+  """Records `indices` of `split`, made in a worker process."""
+  pool = _worker_pool(split, photo_dir)
+  return [make_forgery(split, i, resolution, seed, pool=pool).record() for i in indices]
+
+
 def generate_records(
-    split: str, count: int, resolution: int, seed: int = 0, *, photo_dir: str | None = None
+    split: str,
+    count: int,
+    resolution: int,
+    seed: int = 0,
+    *,
+    photo_dir: str | None = None,
+    workers: int = 1,
 ):
-  """The first `count` records of `split` (dicts, see `Forgery.record`); each is deterministic."""
-  pool = splits.photo_pool(split, photo_dir)
-  for i in range(count):
-    yield make_forgery(split, i, resolution, seed, pool=pool).record()
+  """The first `count` records of `split` (dicts, see `Forgery.record`), in order.
+
+  Each record is a pure function of its index, so `workers` > 1 processes make
+  chunks of them in parallel with the same result (spawned, not forked: the
+  parent may hold JAX's threads).
+  """
+  chunks = [range(s, min(s + _CHUNK, count)) for s in range(0, count, _CHUNK)]
+  if workers <= 1 or len(chunks) < 2:
+    pool = splits.photo_pool(split, photo_dir)
+    for i in range(count):
+      yield make_forgery(split, i, resolution, seed, pool=pool).record()
+    return
+  context = multiprocessing.get_context("spawn")
+  with futures.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as executor:
+    args = [(split, c, resolution, seed, photo_dir) for c in chunks]
+    for records in executor.map(_make_records, *zip(*args)):
+      yield from records
 
 
 def decode_mask(data: bytes) -> np.ndarray:
@@ -356,6 +391,7 @@ class ProvjaxForgery(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Splice / copy_move / removal with exact masks, honest splits."}
+  workers = 1  # processes making the records; `builder` sets one per core
 
   def _info(self) -> tfds.core.DatasetInfo:
     # DatasetInfo directly: `dataset_info_from_configs` reads package metadata files.
@@ -385,7 +421,9 @@ class ProvjaxForgery(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     cfg = self.builder_config
     count = cfg.num_train if split == "train" else cfg.num_test
-    records = generate_records(split, count, cfg.resolution, cfg.seed, photo_dir=cfg.photo_dir)
+    records = generate_records(
+        split, count, cfg.resolution, cfg.seed, photo_dir=cfg.photo_dir, workers=self.workers
+    )
     yield from enumerate(records)
 
 
@@ -397,8 +435,14 @@ def builder(
     seed: int = 0,
     test_fraction: float = 0.1,
     photo_dir: str | None = None,
+    workers: int | None = None,
 ) -> ProvjaxForgery:
-  """The builder for `count` training records (+ a held-back test split of at least 48)."""
+  """The builder for `count` training records (+ a held-back test split of at least 48).
+
+  `workers` processes make the records (None: one per core for builds of
+  `PARALLEL_FROM` records or more; starting processes costs seconds); the data
+  do not depend on it.
+  """
   config = ForgeryConfig(
       resolution=resolution,
       num_train=count,
@@ -406,7 +450,10 @@ def builder(
       seed=seed,
       photo_dir=os.path.expanduser(photo_dir) if photo_dir else None,
   )
-  return ProvjaxForgery(config=config, data_dir=str(data_dir), file_format="array_record")
+  b = ProvjaxForgery(config=config, data_dir=str(data_dir), file_format="array_record")
+  parallel = count >= PARALLEL_FROM
+  b.workers = workers or ((os.cpu_count() or 1) if parallel else 1)
+  return b
 
 
 def load_source(
