@@ -279,3 +279,20 @@ def test_one_training_step(model):
       "['split_stem']['stem']['conv']['kernel']",
   ):
     assert any(m.startswith(name) for m in moved), name
+
+
+def test_one_query_against_many_refs_equals_the_broadcast_pairs():
+  """The engine passes the query once; the trained warp must see it as k copies."""
+  model = provjax.load("simprov_comparator.synth-v2")
+  s = model.image_size
+  rng = np.random.default_rng(3)
+  query = rng.random((1, s, s, 3), np.float32)
+  refs = np.concatenate([np.roll(query, 4 * i, axis=2) for i in range(4)]) * 0.9
+  predict = nnx.jit(lambda m, r, q: m.predict(r, q))
+  once = predict(model, jnp.asarray(refs), jnp.asarray(query))
+  pairs = predict(model, jnp.asarray(refs), jnp.asarray(np.repeat(query, 4, axis=0)))
+  assert not np.allclose(pairs["coords"], warp.pixel_grid(s, s), atol=1e-2)  # a real warp
+  for key in ("probs", "heatmap", "coords", "warped"):
+    np.testing.assert_allclose(once[key], pairs[key], atol=2e-5, err_msg=key)
+  with pytest.raises(ValueError, match="4 references need 4 queries"):
+    model(jnp.asarray(refs), jnp.asarray(query), train=True)

@@ -143,7 +143,8 @@ class Comparator(nnx.Module):
 
     Args:
       ref: [B, H, W, 3] originals R in [0, 1].
-      query: [B, H, W, 3] queries Q in [0, 1].
+      query: [B, H, W, 3] queries Q in [0, 1], or [1, H, W, 3] at inference: one
+        query against B originals (its warp features are computed once).
       train: batch statistics (True) or running averages (False) in BN.
 
     Returns:

@@ -86,7 +86,11 @@ def embed_fn(graphdef: nnx.GraphDef):
 
 
 def compare_fn(graphdef: nnx.GraphDef):
-  """Jitted `(state, refs, queries)` (uint8 [B, S, S, 3]) -> probs, heatmap, coords, valid."""
+  """Jitted `(state, refs, queries)` -> probs, heatmap, coords, valid.
+
+  refs uint8 [B, S, S, 3]; queries uint8 [B, S, S, 3] (pairs) or [1, S, S, 3] (one
+  query against every ref).
+  """
 
   @jax.jit
   def compare(state, refs, queries):
@@ -158,7 +162,8 @@ class Engine:
     thumbs = self.gallery.thumbs(ids)
     probs, heat, coords, valid = (
         np.asarray(a)
-        for a in self._compare(self._cmp_state, thumbs, np.broadcast_to(q, (k,) + q.shape))
+        # One query against k thumbnails: its features are computed once.
+        for a in self._compare(self._cmp_state, thumbs, q[None])
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
     order = np.argsort(probs[:, 2], kind="stable")

@@ -333,11 +333,24 @@ class WarpModule(nnx.Module):
     )
 
   def sampling_coords(self, ref, query, *, train: bool = False):
-    """Where each R pixel samples Q: (coords [B, H, W, 2], theta [B, 2, 3])."""
+    """Where each R pixel samples Q: (coords [B, H, W, 2], theta [B, 2, 3]).
+
+    `query` is [B, ...] (pairs) or [1, ...]: one query against B references,
+    whose features are then computed once, not B times. That is only for
+    inference: in training one batch carries R and Q through the BN layers.
+    """
     b, h, w, _ = ref.shape
-    fine, coarse = self.features(jnp.concatenate([ref, query], axis=0), train=train)
-    fine_r, fine_q = jnp.split(fine, 2)
-    coarse_r, coarse_q = jnp.split(coarse, 2)
+    if query.shape[0] == b:
+      fine, coarse = self.features(jnp.concatenate([ref, query], axis=0), train=train)
+      fine_r, fine_q = jnp.split(fine, 2)
+      coarse_r, coarse_q = jnp.split(coarse, 2)
+    elif query.shape[0] == 1 and not train:
+      fine_r, coarse_r = self.features(ref, train=False)
+      fine_q, coarse_q = (
+          jnp.broadcast_to(a, (b,) + a.shape[1:]) for a in self.features(query, train=False)
+      )
+    else:
+      raise ValueError(f"{b} references need {b} queries, or 1 at inference; got {query.shape[0]}")
     theta = self.stn(coarse_r, coarse_q, train=train)
     coords = affine_grid(theta, h, w, src_hw=query.shape[1:3])
     if self.flow is not None:
@@ -347,7 +360,8 @@ class WarpModule(nnx.Module):
     return coords, theta
 
   def __call__(self, ref, query, *, train: bool = False):
-    """Returns (q_warped [B,H,W,C], coords [B,H,W,2], valid bool [B,H,W])."""
+    """Returns (q_warped [B,H,W,C], coords [B,H,W,2], valid bool [B,H,W]); see `sampling_coords`."""
     coords, _ = self.sampling_coords(ref, query, train=train)
+    query = jnp.broadcast_to(query, (ref.shape[0],) + query.shape[1:])
     warped, valid = warp_query_to_reference(query, coords)
     return warped, coords, valid
