@@ -108,10 +108,23 @@ def test_gallery_thumbnails_survive_save_and_load(tmp_path):
   thumbs = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
   g.add(v, thumbs, [f"p{i}" for i in range(4)], [f"s{i}" for i in range(4)])
   g.save()
-  again = Gallery.open(tmp_path / "g")
-  np.testing.assert_array_equal(
-      again.thumbs(np.array([3, -1, 0])), np.stack([thumbs[3], np.zeros_like(thumbs[0]), thumbs[0]])
-  )
+  (tmp_path / "g" / "thumbs" / "chunk-99999999999999999999.thumbs.npy").write_bytes(b"")
+  again = Gallery.open(tmp_path / "g")  # a thumbs file without its ids file (a kill) is ignored
+  want = np.stack([thumbs[3], np.zeros_like(thumbs[0]), thumbs[0]])
+  np.testing.assert_array_equal(again.thumbs(np.array([3, -1, 0])), want)
+  assert all(isinstance(t, np.memmap) for _, t in again._chunks)  # not read into memory
+
+
+def test_gallery_reads_thumbnail_chunks_of_the_earlier_npz_layout(tmp_path):
+  g = Gallery.create(tmp_path / "g", dim=4, thumb_size=8, descriptor="x", backend="exact")
+  thumbs = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
+  g.add(np.eye(4, dtype=np.float32)[:2], thumbs, ["a", "b"], ["sa", "sb"])
+  g.save()
+  folder = tmp_path / "g" / "thumbs"
+  for path in folder.iterdir():
+    path.unlink()
+  np.savez(folder / "chunk-00000000000000000001.npz", ids=np.array([0, 1]), thumbs=thumbs)
+  np.testing.assert_array_equal(Gallery.open(tmp_path / "g").thumbs(np.array([1, 0])), thumbs[::-1])
 
 
 def test_heatmap_on_query_follows_alignment():

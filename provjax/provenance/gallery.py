@@ -2,13 +2,18 @@
 
     DIR/index/         retrieval Index (vectors, ids, SQLite metadata with tombstones,
                        manifest): its atomic directory swap is the gallery's commit point
-    DIR/thumbs/        comparator-size thumbnails, `chunk-<time ns>.npz` files, written to a
-                       temporary name and renamed (atomic), always before the index that
-                       refers to them
+    DIR/thumbs/        comparator-size thumbnails in chunks: `chunk-<time ns>.thumbs.npy`
+                       (uint8 [N, S, S, 3], memory-mapped when opened) then
+                       `chunk-<time ns>.ids.npy` (int64 [N]), each written to a temporary
+                       name and renamed (atomic); the ids file completes a chunk, always
+                       before the index that refers to it
     DIR/gallery.json   descriptor, thumbnail size, backend and shard (written at creation)
 
 Thumbnails travel with the index so that re-ranking k candidates needs no
-decoding of the originals: the comparator reads them straight from memory.
+decoding of the originals: the comparator reads the k it needs from the
+memory-mapped chunks, so an open gallery holds only the ids in RAM and the
+page cache keeps what is read often. (Galleries written before this layout
+have `chunk-<time ns>.npz` files; they are still read, into memory.)
 An id belongs to one content (sha256) for the life of the gallery, so a
 thumbnail chunk can never hold a wrong picture for an id, and chunks that the
 index does not (yet, or any more) refer to are harmless.
@@ -81,9 +86,12 @@ class Gallery:
     gallery = cls(
         directory, Index.load(directory / "index", verify=verify), json.loads(info_path.read_text())
     )
-    for path in sorted((directory / "thumbs").glob("chunk-*.npz")):
-      with np.load(path) as z:
-        gallery._register(z["ids"], z["thumbs"])
+    for path in sorted((directory / "thumbs").glob("chunk-*")):
+      if path.name.endswith(_IDS):
+        gallery._register(*_read_chunk(path))
+      elif path.suffix == ".npz":
+        with np.load(path) as z:
+          gallery._register(z["ids"], z["thumbs"])
     return gallery
 
   def __len__(self) -> int:
@@ -168,17 +176,15 @@ class Gallery:
     dropped = len(self.index.removed)
     live = self.index.ids[~np.isin(self.index.ids, self.index.removed)]
     thumbs_dir = self.directory / "thumbs"
-    old_chunks = sorted(thumbs_dir.glob("chunk-*.npz"))
+    old_files = sorted(thumbs_dir.glob("chunk-*"))
     kept = _write_chunk(thumbs_dir, live, self.thumbs(live)) if len(live) else None
     self.index = self.index.compact()
     self.index.save(self.directory / "index")
-    for path in old_chunks:
-      if path != kept:
-        path.unlink()
+    for path in old_files:  # ids files first in name order: a chunk is never half there
+      path.unlink()
     self._chunks, self._row_of = [], {}
     if kept is not None:
-      with np.load(kept) as z:
-        self._register(z["ids"], z["thumbs"])
+      self._register(*_read_chunk(kept))
     return {"dropped": dropped, "size": len(self)}
 
   def stats(self) -> dict:
@@ -192,19 +198,33 @@ class Gallery:
     }
 
 
+_IDS, _THUMBS = ".ids.npy", ".thumbs.npy"
+
+
 def _write_chunk(folder: Path, ids: np.ndarray, thumbs: np.ndarray) -> Path:
-  """One thumbnail chunk under a fresh name (never overwrites an existing chunk)."""
+  """One thumbnail chunk under a fresh name (never overwrites one); returns its ids file.
+
+  The thumbnails are written first and the ids last: a chunk whose ids file
+  exists is complete.
+  """
   folder.mkdir(parents=True, exist_ok=True)
-  path = folder / f"chunk-{time.time_ns():020d}.npz"
-  while path.exists():
-    path = folder / f"chunk-{time.time_ns():020d}.npz"
-  tmp = folder / f".tmp-{path.name}"  # outside the chunk-*.npz pattern until complete
-  with open(tmp, "wb") as f:
-    np.savez(f, ids=ids, thumbs=thumbs)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  return path
+  stem = f"chunk-{time.time_ns():020d}"
+  while (folder / (stem + _IDS)).exists():
+    stem = f"chunk-{time.time_ns():020d}"
+  for suffix, array in ((_THUMBS, thumbs), (_IDS, ids)):
+    tmp = folder / f".tmp-{stem}{suffix}"  # outside the chunk-* pattern until complete
+    with open(tmp, "wb") as f:
+      np.save(f, np.ascontiguousarray(array))
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, folder / (stem + suffix))
+  return folder / (stem + _IDS)
+
+
+def _read_chunk(ids_path: Path) -> tuple[np.ndarray, np.ndarray]:
+  """(ids in memory, thumbnails memory-mapped read-only) of a chunk's ids file."""
+  thumbs_path = ids_path.with_name(ids_path.name[: -len(_IDS)] + _THUMBS)
+  return np.load(ids_path), np.load(thumbs_path, mmap_mode="r")
 
 
 def _folder_bytes(folder: Path) -> int:
