@@ -11,8 +11,8 @@ import time
 from typing import Callable
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-  """Median wall-clock of `fn` after `warmup` untimed calls (compilation, caches)."""
+def seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
+  """Wall-clock of `repeats` calls of `fn` after `warmup` untimed ones (compilation, caches)."""
   for _ in range(warmup):
     fn()
   times = []
@@ -20,7 +20,21 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
     t = time.perf_counter()
     fn()
     times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+  """Median of `seconds`."""
+  return statistics.median(seconds(fn, repeats, warmup))
+
+
+def percentile(times: list[float], q: float) -> float:
+  """The q-th percentile (0-100) of `times`, linearly interpolated (numpy's default)."""
+  ordered = sorted(times)
+  pos = (len(ordered) - 1) * q / 100.0
+  lo = int(pos)
+  hi = min(lo + 1, len(ordered) - 1)
+  return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def compiled_flops(compiled) -> float:

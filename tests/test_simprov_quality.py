@@ -84,3 +84,15 @@ def test_three_way_verdicts_on_held_back_pairs(models):
   batch = comparator_task.to_float({k: np.stack([e[k] for e in examples]) for k in examples[0]})
   out = comparator_task.evaluate_batches(comparator, [batch])
   assert out["accuracy"] >= THREE_WAY_FLOOR, out
+
+
+def test_query_many_answers_as_query_one_by_one(engine):
+  eng, originals = engine
+  rng = np.random.default_rng(11)
+  op = transforms.benign_family("jpeg")
+  queries = [op(transforms.identity(img), rng).image for img in originals[:3]]
+  for one, many in zip(map(eng.query, queries), eng.query_many(queries)):
+    np.testing.assert_array_equal(one.search_ids, many.search_ids)
+    assert [c["id"] for c in one.candidates] == [c["id"] for c in many.candidates]
+    np.testing.assert_allclose(one.heatmap, many.heatmap, atol=1e-5)
+  assert eng.query_many([]) == []

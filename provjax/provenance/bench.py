@@ -15,6 +15,7 @@ for the runner to print, or prints its own table and returns None.
 from __future__ import annotations
 
 import functools
+import statistics
 from pathlib import Path
 import tempfile
 
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from provjax.timing import compiled_flops, median_seconds
+from provjax.timing import compiled_flops, median_seconds, percentile, seconds
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "simprov"
 
@@ -143,10 +144,19 @@ def bench_provenance(quick: bool, peak: float) -> list[dict]:
       thumbs = rng.integers(0, 255, (n, s, s, 3), dtype=np.uint8)
       gallery.add(db, thumbs, [f"img{i}" for i in range(n)], [None] * n)
       engine = Engine(gallery, descriptor, comparator, k=100)
-      sec = median_seconds(lambda: engine.query(image), repeats=5 if quick else 15, warmup=2)
+      one = seconds(lambda: engine.query(image), repeats=5 if quick else 20, warmup=2)
       search = median_seconds(lambda: gallery.index.search(db[:1], 100), repeats=20)
+      batch = [image] * (10 if quick else 100)
+      many = median_seconds(lambda: engine.query_many(batch), repeats=1 if quick else 3)
     rows.append(
-        {"gallery": n, "k": 100, "query ms (median)": 1e3 * sec, "of which search ms": 1e3 * search}
+        {
+            "gallery": n,
+            "k": 100,
+            "query ms (median)": 1e3 * statistics.median(one),
+            "query ms (p95)": 1e3 * percentile(one, 95),
+            "of which search ms": 1e3 * search,
+            f"{len(batch)} batched queries/s": len(batch) / many,
+        }
     )
   return rows
 

@@ -155,14 +155,23 @@ class Engine:
   def query(self, image: np.ndarray, vector: np.ndarray | None = None) -> QueryResult:
     """Run the three stages for one RGB image (its descriptor may be given)."""
     vector = self.describe([image]) if vector is None else vector[None]
-    k = min(self.k, len(self.gallery))
-    scores, ids = self.gallery.index.search(vector, k)
-    scores, ids = scores[0], ids[0]
+    scores, ids = self.gallery.index.search(vector, min(self.k, len(self.gallery)))
+    return self._rerank(image, scores[0], ids[0])
+
+  def query_many(self, images: list[np.ndarray]) -> list[QueryResult]:
+    """`query` for several images: one batched description and one search for all."""
+    if not images:
+      return []
+    scores, ids = self.gallery.index.search(self.describe(images), min(self.k, len(self.gallery)))
+    return [self._rerank(image, s, i) for image, s, i in zip(images, scores, ids)]
+
+  def _rerank(self, image: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> QueryResult:
+    """Compare the query with its k search candidates, decide and localise."""
     q = resize(image, self.cmp_size, self.cmp_size)
     thumbs = self.gallery.thumbs(ids)
     probs, heat, coords, valid = (
-        np.asarray(a)
         # One query against k thumbnails: its features are computed once.
+        np.asarray(a)
         for a in self._compare(self._cmp_state, thumbs, q[None])
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
