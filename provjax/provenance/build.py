@@ -20,6 +20,7 @@ their shards without talking to each other.
 
 from __future__ import annotations
 
+from concurrent import futures
 import dataclasses
 import hashlib
 import os
@@ -30,7 +31,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from provjax.data.images import ImageError, list_images, read_image
+from provjax.data.images import ImageError, failure_line, list_images, read_image
 from provjax.provenance.engine import Describer
 from provjax.provenance.gallery import Gallery, shard_directory
 from provjax.retrieval.metadata import sha256_file, utc_now
@@ -246,29 +247,40 @@ def _describe(new, pending, describer, thumb_size, save_every, progress, log, st
   out = {path: (sha, *cached[sha]) for path, sha in new if sha in cached}
   todo = [(path, sha) for path, sha in new if sha not in cached]
   bar = tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="index build")
+  sizes = (describer.size, thumb_size)
+  # Decoding and resizing run in threads (Pillow releases the GIL), in order.
+  executor = futures.ThreadPoolExecutor(os.cpu_count() or 1)
   for start in range(0, len(todo), save_every):
-    # Keep only the two small sizes per file: full-size photos would not fit in memory.
+    part = todo[start : start + save_every]
     images, thumbs, kept = [], [], []
-    for path, sha in todo[start : start + save_every]:
-      try:
-        image = read_image(path)
-      except (ImageError, OSError) as e:
+    for (path, sha), small in zip(part, executor.map(lambda t: _small(t[0], sizes), part)):
+      if isinstance(small, Exception):
         stats["errors"] += 1
-        print(
-            f"provjax index build: skipped {e if isinstance(e, ImageError) else f'{path}: {e}'}",
-            file=log,
-        )
+        print(f"provjax index build: skipped {failure_line(path, small)}", file=log)
         continue
-      images.append(resize(image, describer.size, describer.size))
-      thumbs.append(resize(image, thumb_size, thumb_size))
+      images.append(small[0])
+      thumbs.append(small[1])
       kept.append((path, sha))
     if kept:
       vectors = describer(images)
       _save_pending(pending, [sha for _, sha in kept], vectors, np.stack(thumbs))
       out.update((path, (sha, v, t)) for (path, sha), v, t in zip(kept, vectors, thumbs))
-    bar.update(min(save_every, len(todo) - start))
+    bar.update(len(part))
   bar.close()
+  executor.shutdown()
   return out
+
+
+def _small(path: str, sizes: tuple[int, int]):
+  """(descriptor-size image, thumbnail) of one file, or the error that stopped it.
+
+  Only the two small sizes are kept: full-size photos would not fit in memory.
+  """
+  try:
+    image = read_image(path)
+  except (ImageError, OSError) as e:
+    return e
+  return tuple(resize(image, s, s) for s in sizes)
 
 
 def _load_pending(pending: Path) -> dict:
