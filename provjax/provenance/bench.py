@@ -15,9 +15,12 @@ for the runner to print, or prints its own table and returns None.
 from __future__ import annotations
 
 import functools
+import io
+import os
 import statistics
 from pathlib import Path
 import tempfile
+import time
 
 from flax import nnx
 import jax
@@ -161,7 +164,52 @@ def bench_provenance(quick: bool, peak: float) -> list[dict]:
   return rows
 
 
+def bench_build(quick: bool, peak: float) -> list[dict]:
+  """`index build` images/s over folders of procedural JPEGs (writing them is not timed)."""
+  del peak  # throughput of decode + describe + commit, not a fraction of the matmul ceiling
+  import provjax
+  from PIL import Image
+
+  from provjax.data import synthetic
+  from provjax.provenance.build import build_gallery
+  from provjax.provenance.engine import Describer
+
+  describer = Describer(provjax.create_model("simprov.tiny"))
+  rows = []
+  for n in [500] if quick else [10_000, 100_000]:
+    with tempfile.TemporaryDirectory() as tmp:
+      folder = Path(tmp) / "images"
+      folder.mkdir()
+      for i, (_, image) in enumerate(synthetic.generate_images("gallery", n, 256, seed=3)):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=90)
+        (folder / f"{i:07d}.jpg").write_bytes(buf.getvalue())
+      start = time.perf_counter()
+      with open(os.devnull, "w") as quiet:
+        summary = build_gallery(
+            folder,
+            Path(tmp) / "gallery",
+            describer=describer,
+            descriptor_name="bench",
+            thumb_size=64,
+            progress=False,
+            log=quiet,
+        )
+      sec = time.perf_counter() - start
+    rows.append(
+        {
+            "files": n,
+            "added": summary["added"],
+            "cores": os.cpu_count(),
+            "s": sec,
+            "files/s": n / sec,
+        }
+    )
+  return rows
+
+
 SECTIONS = {
+    "build": ("provenance index build (256 px procedural JPEGs, tiny descriptor)", bench_build),
     "models": ("models (forward)", bench_models),
     "train": ("train step (synthetic batch, data excluded)", bench_train),
     "pipeline": ("grain pipeline", bench_pipeline),
