@@ -28,15 +28,6 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
   return statistics.median(seconds(fn, repeats, warmup))
 
 
-def percentile(times: list[float], q: float) -> float:
-  """The q-th percentile (0-100) of `times`, linearly interpolated (numpy's default)."""
-  ordered = sorted(times)
-  pos = (len(ordered) - 1) * q / 100.0
-  lo = int(pos)
-  hi = min(lo + 1, len(ordered) - 1)
-  return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 def compiled_flops(compiled) -> float:
   """FLOPs XLA counts for one call of a compiled (`jit(f).lower(...).compile()`) function."""
   cost = compiled.cost_analysis()

@@ -435,13 +435,11 @@ def builder(
     seed: int = 0,
     test_fraction: float = 0.1,
     photo_dir: str | None = None,
-    workers: int | None = None,
 ) -> ProvjaxForgery:
   """The builder for `count` training records (+ a held-back test split of at least 48).
 
-  `workers` processes make the records (None: one per core for builds of
-  `PARALLEL_FROM` records or more; starting processes costs seconds); the data
-  do not depend on it.
+  Builds of `PARALLEL_FROM` records or more make them in one process per core
+  (starting processes costs seconds); the data do not depend on it.
   """
   config = ForgeryConfig(
       resolution=resolution,
@@ -451,8 +449,7 @@ def builder(
       photo_dir=os.path.expanduser(photo_dir) if photo_dir else None,
   )
   b = ProvjaxForgery(config=config, data_dir=str(data_dir), file_format="array_record")
-  parallel = count >= PARALLEL_FROM
-  b.workers = workers or ((os.cpu_count() or 1) if parallel else 1)
+  b.workers = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
   return b
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from concurrent import futures
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -247,27 +248,26 @@ def _describe(new, pending, describer, thumb_size, save_every, progress, log, st
   out = {path: (sha, *cached[sha]) for path, sha in new if sha in cached}
   todo = [(path, sha) for path, sha in new if sha not in cached]
   bar = tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="index build")
-  sizes = (describer.size, thumb_size)
+  small = functools.partial(_small, sizes=(describer.size, thumb_size))
   # Decoding and resizing run in threads (Pillow releases the GIL), in order.
-  executor = futures.ThreadPoolExecutor(os.cpu_count() or 1)
-  for start in range(0, len(todo), save_every):
-    part = todo[start : start + save_every]
-    images, thumbs, kept = [], [], []
-    for (path, sha), small in zip(part, executor.map(lambda t: _small(t[0], sizes), part)):
-      if isinstance(small, Exception):
-        stats["errors"] += 1
-        print(f"provjax index build: skipped {failure_line(path, small)}", file=log)
-        continue
-      images.append(small[0])
-      thumbs.append(small[1])
-      kept.append((path, sha))
-    if kept:
-      vectors = describer(images)
-      _save_pending(pending, [sha for _, sha in kept], vectors, np.stack(thumbs))
-      out.update((path, (sha, v, t)) for (path, sha), v, t in zip(kept, vectors, thumbs))
-    bar.update(len(part))
+  with futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
+    for start in range(0, len(todo), save_every):
+      part = todo[start : start + save_every]
+      images, thumbs, kept = [], [], []
+      for (path, sha), result in zip(part, executor.map(small, [p for p, _ in part])):
+        if isinstance(result, Exception):
+          stats["errors"] += 1
+          print(f"provjax index build: skipped {failure_line(path, result)}", file=log)
+          continue
+        images.append(result[0])
+        thumbs.append(result[1])
+        kept.append((path, sha))
+      if kept:
+        vectors = describer(images)
+        _save_pending(pending, [sha for _, sha in kept], vectors, np.stack(thumbs))
+        out.update((path, (sha, v, t)) for (path, sha), v, t in zip(kept, vectors, thumbs))
+      bar.update(len(part))
   bar.close()
-  executor.shutdown()
   return out
 
 

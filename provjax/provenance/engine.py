@@ -169,10 +169,9 @@ class Engine:
     """Compare the query with its k search candidates, decide and localise."""
     q = resize(image, self.cmp_size, self.cmp_size)
     thumbs = self.gallery.thumbs(ids)
+    # One query against k thumbnails: its features are computed once.
     probs, heat, coords, valid = (
-        # One query against k thumbnails: its features are computed once.
-        np.asarray(a)
-        for a in self._compare(self._cmp_state, thumbs, q[None])
+        np.asarray(a) for a in self._compare(self._cmp_state, thumbs, q[None])
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
     order = np.argsort(probs[:, 2], kind="stable")
