@@ -1,5 +1,7 @@
 """Fixtures shared by test modules."""
 
+from pathlib import Path
+
 import pytest
 
 import provjax
@@ -21,3 +23,22 @@ def fresh_weights(tmp_path_factory):
     yield root
   finally:
     mp.undo()
+
+
+def quick_zoo() -> dict:
+  """The per-class counts of configs/repmix/repmix.py's `quick` flag."""
+  from provjax.config import load_config  # pylint: disable=g-import-not-at-top
+
+  config = Path(__file__).resolve().parents[1] / "configs/repmix/repmix.py"
+  return dict(load_config(f"{config}:tiny,quick", []).data.per_class)
+
+
+@pytest.fixture(scope="session")
+def genzoo_data(tmp_path_factory):
+  """A small `provjax_genzoo` (the quick config's sizes) prepared once: its TFDS data dir."""
+  from provjax.data import genzoo  # pylint: disable=g-import-not-at-top
+  from provjax.data.synthetic import prepared_source  # pylint: disable=g-import-not-at-top
+
+  data_dir = tmp_path_factory.mktemp("genzoo_tfds")
+  prepared_source(genzoo.builder(data_dir, per_class=quick_zoo()), "train")
+  return data_dir

@@ -251,6 +251,16 @@ _GENERATORS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 }
 
 
+STYLES = tuple(sorted(_GENERATORS))
+
+
+def style_image(style: str, rng: np.random.Generator, size: int) -> np.ndarray:
+  """One procedural image of a single named style (a key of STYLES), as uint8."""
+  if style not in _GENERATORS:
+    raise ValueError(f"unknown procedural style {style!r}; choose from {STYLES}")
+  return np.clip(np.round(_GENERATORS[style](rng, size) * 255), 0, 255).astype(np.uint8)
+
+
 def procedural_style(rng: np.random.Generator, size: int) -> tuple[str, np.ndarray]:
   """Like :func:`procedural_image`, also naming the style it drew.
 

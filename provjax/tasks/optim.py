@@ -6,7 +6,7 @@ import optax
 
 
 def schedule(cfg, steps: int) -> optax.Schedule:
-  """Linear warmup then cosine decay, or the paper's step decay at fractions."""
+  """Linear warmup then cosine decay, step decay at fractions, or per-epoch exponential decay."""
   warmup = int(cfg.get("warmup_steps", 0))
   if cfg.schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(warmup, 1), max(steps, warmup + 1))
@@ -14,6 +14,14 @@ def schedule(cfg, steps: int) -> optax.Schedule:
     # e.g. lr_steps=[0.6]: lr x 0.1 at 60 % of training (SImProv search encoder).
     bounds = {int(f * steps): 0.1 for f in cfg.get("decay_at", [0.6])}
     return optax.piecewise_constant_schedule(cfg.lr, bounds)
+  if cfg.schedule == "exponential":
+    # torch StepLR(step_size=1 epoch, gamma): lr x gamma after every epoch (RepMix).
+    return optax.exponential_decay(
+        cfg.lr,
+        transition_steps=max(int(cfg.steps_per_epoch), 1),
+        decay_rate=cfg.gamma,
+        staircase=True,
+    )
   if cfg.schedule == "constant":
     return optax.constant_schedule(cfg.lr)
   raise ValueError(f"unknown schedule {cfg.schedule!r}")

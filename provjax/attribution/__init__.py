@@ -1,0 +1,1 @@
+"""RepMix application: `provjax attribute`, the generator zoo's release, RepMix's release, bench."""
