@@ -33,6 +33,9 @@ def load_config(
 
 
 def parse_value(text: str):
+  # Shell users write booleans the way YAML and JSON do, not only as Python's True/False.
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):

@@ -27,6 +27,7 @@ import tempfile
 
 from flax import nnx
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from provjax import cards, registry
@@ -155,6 +156,15 @@ def _swap_in(staged: Path, target: Path) -> None:
     shutil.rmtree(backup)
 
 
+def params_sha256(model: nnx.Module) -> str:
+  """sha256 of the model's state values in tree order: the same weights give the same hash,
+  whatever bytes Orbax writes (its files carry timestamps and random names)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(nnx.state(model)):
+    digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+  return digest.hexdigest()
+
+
 def export(
     model: nnx.Module,
     name: str,
@@ -177,6 +187,7 @@ def export(
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save((staged / "weights").absolute(), nnx.state(model))
     meta = {
+        "params_sha256": params_sha256(model),
         "arch": arch,
         "overrides": overrides or {},
         "preprocessing": preprocessing or {},

@@ -96,3 +96,11 @@ def test_query_bad_arguments_exit_2(tmp_path, capsys):
     cli.main(["query", img, "--index", str(tmp_path), "--out", str(tmp_path), "--k", "0"])
   assert e.value.code == 2
   assert "at least 1" in capsys.readouterr().err
+
+
+def test_boolean_overrides_accept_true_and_false_in_any_case():
+  config = load_config(DESC)
+  apply_override(config, "train.allow_config_change=true")
+  assert config.train.allow_config_change is True
+  apply_override(config, "train.allow_config_change=FALSE")
+  assert config.train.allow_config_change is False

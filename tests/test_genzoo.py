@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from provjax.data import genzoo
 from provjax.data.images import read_image
@@ -79,6 +80,7 @@ def test_fakes_are_reconstructions_not_copies():
   assert 0 < mse and 10 * np.log10(255**2 / mse) > 15
 
 
+@pytest.mark.slow  # about 20 s; the released generators were trained this way
 def test_a_generator_trains_through_the_trainer(tmp_path):
   from provjax.config import load_config
   from provjax.train.trainer import train

@@ -137,6 +137,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two compilations of the tiny train loss: about 40 s (like the TruFor check)
 def test_eight_simulated_devices_equal_one():
   env = {
       **os.environ,

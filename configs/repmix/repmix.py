@@ -18,9 +18,17 @@ the three test copies for the figures.
 
 Deviation from the official code: no early stopping (the trainer runs a fixed
 step budget); the exponential decay of 0.85 per epoch is kept.
+
+Last run (released as repmix.synth-v1; `--config.data.photo_dir=DIR`, DIR = Debian's
+opencv-doc examples + gnome-backgrounds): 3,500 steps, 33 min of log on 2 CPU cores; clean
+test attribution 0.60 (seen semantics 0.66, unseen 0.50), detection 0.93; under
+the training / held-out corruptions 0.34 / 0.46. `nomix` with the same steps: 0.63,
+0.93, 0.35 / 0.47 (its detection under corruptions is lower: 0.81 / 0.79 vs 0.85).
 """
 
 import ml_collections
+
+from provjax.data.genzoo import GENERATORS
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
@@ -37,25 +45,21 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       resolution=64 if small else 256,  # shorter side before cropping (the zoo is stored at it)
       per_class=dict(train=300, val=40, test=60),
       seed=0,
-      photo_dir=None,  # a folder of photographs for the photo semantic; None: the bundled ones
-      generators=(
-          "genzoo.tconv-s0",
-          "genzoo.nearest-s0",
-          "genzoo.bilinear-s0",
-          "genzoo.pixelshuffle-s0",
-          "genzoo.vae-s0",
-          "genzoo.tconv-s1",
-      ),
+      photo_dir=None,  # a folder of photographs added to the bundled ones (photo semantic)
+      generators=GENERATORS,  # the released zoo, class 1.. in this order
       crop=56 if small else 224,
       manual_dir="",  # set by `a88=DIR`: train and test on Attribution88 instead of the zoo
-      corruption_p=0.95,
+      # The paper's p = 0.95 on :r50. On the CPU recipe p = 0.5: at 0.95 the tiny model from
+      # scratch stayed at chance (soft accuracy 0.145) for its first 250 steps, with or without
+      # mixing, while a clean run was already learning (measured 2026-12-01).
+      corruption_p=0.95 if not small else 0.5,
       num_threads=2,
   )
   nomix = "nomix" in flags
   c.mix = dict(samples=1 if nomix else 2, beta=0.4, level=int(options.get("level", 5)))
   c.loss = dict(weighted_detection=True)
   c.train = dict(
-      steps=3000 if small else 30 * 33_000,
+      steps=3500 if small else 30 * 33_000,
       # Mixed samples per step; without mixing twice as many single images, so the
       # trunk sees the same number of images per step either way.
       batch_size=(64 if nomix else 32),
@@ -90,7 +94,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       ["head", None],
   ]
   if "quick" in flags:
-    c.data.per_class = dict(train=2, val=1, test=1)
+    c.data.per_class = dict(train=2, val=1, test=4)
     c.train.update(steps=2, batch_size=4, log_every=1, ckpt_every=2, eval_every=0)
     c.optimizer.steps_per_epoch = 1
   return c

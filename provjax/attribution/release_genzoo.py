@@ -63,7 +63,7 @@ def release_one(workdir) -> dict:
       overrides=dict(config.model.get("overrides", {})),
       preprocessing={"input": "RGB uint8 / 255, NHWC, sides multiples of 8"},
       card=card,
-      extra={"config": card.config_spec, "steps": step},
+      extra={"config": card.config_spec, "steps": step, "train_config": as_dict(config)},
   )
   return {"name": name, "folder": str(folder), "measured": measured}
 
