@@ -31,13 +31,15 @@ from provjax.tasks import repmix as repmix_task
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import read_metrics
 from provjax.train.snapshot import as_dict, read
+from provjax.transforms import corruptions
 
 PAPER = "Bui, Yu, Collomosse, RepMix, ECCV 2022, arXiv 2207.02063"
 SUMMARY = (
     f"RepMix ({PAPER}) in JAX/Flax NNX: a ResNet with a representation-mixing layer and "
     "detection-gated attribution heads, trained from scratch on provjax's generator zoo (real "
     "content + small encoder-decoders that differ only in their upsampling path, several "
-    "semantics, the official training corruptions). It says whether an image is real or made by one of the zoo's "
+    "semantics, the official training corruptions). It says whether an image is real or made "
+    "by one of the zoo's "
     "generators; generators outside the zoo are outside its closed set. Run it with "
     "`provjax attribute IMAGE... --model NAME`."
 )
@@ -50,8 +52,6 @@ def calibrate(model, config, target_fpr: float) -> dict:
   arrays = repmix_task.split_arrays(config, "val")
   real = arrays["images"][arrays["labels"] == 0]
   rng = np.random.default_rng(0)
-  from provjax.transforms import corruptions  # pylint: disable=g-import-not-at-top
-
   corrupted = np.stack([corruptions.random_corruption(im, rng, p=1.0)[0] for im in real])
   p_real = repmix_task.predict(model, np.concatenate([real, corrupted]))[0][:, 0]
   # The k-th smallest P(real), k = floor(target * n): at most k reals fall strictly below it.

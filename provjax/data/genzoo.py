@@ -17,7 +17,8 @@ Semantics (`dlabel`, the seen ones first, as the official analysis expects):
 Splits are honest (`provjax.data.splits`): `train` crops the train photos,
 `val` (held back for thresholds) the gallery and distractor photos, `test`
 the test photos, of the bundled photographs and of a photo folder when one is
-given; procedural seeds carry the split id; digits are split by index. Train and val hold the seen semantics only; test holds all six and
+given; procedural seeds carry the split id; digits are split by index. Train
+and val hold the seen semantics only; test holds all six and
 comes three times, like the official processed test set: `test` (clean),
 `test_seen` (one of the 15 training corruptions per image) and `test_unseen`
 (one of the 4 held-out corruptions), at a fixed severity.
@@ -156,6 +157,12 @@ def _generate(model, images, key):
   return jnp.clip(jnp.round(out * 255.0), 0, 255).astype(jnp.uint8)
 
 
+@functools.cache
+def _generator(name: str):
+  """A released generator, loaded once per process (a build reads it for five splits)."""
+  return weights.load(name)
+
+
 def generate(model, images: np.ndarray, seed: int) -> np.ndarray:
   """A generator's reconstructions of uint8 images [N, S, S, 3] (a VAE samples z from `seed`)."""
   return np.asarray(_generate(model, jnp.asarray(images), jax.random.key(seed)))
@@ -175,7 +182,7 @@ def generate_records(
   Each (semantic, class) cell holds `per_class` images; record content is a
   pure function of (seed, split, semantic, class, index).
   """
-  models = [weights.load(name) for name in generators]
+  models = [_generator(name) for name in generators]
   pool = photo_pool(split, photo_dir)
   for semantic in split_semantics(split):
     for label in range(len(generators) + 1):
