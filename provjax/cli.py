@@ -40,6 +40,15 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+  if args.benchmark == "isc":
+    from provjax.copydetect.isc_io import evaluate_files
+
+    if not (args.gt and args.preds):
+      raise ValueError("eval isc needs --gt GT.csv and --preds PREDS.csv")
+    print(json.dumps(evaluate_files(args.gt, args.preds, max_results=args.max_results)))
+    return 0
+  if not (args.config and args.checkpoint):
+    raise ValueError("eval needs --config and --checkpoint (or: eval isc --gt ... --preds ...)")
   from provjax.config import load_config
   from provjax.train.evaluate import evaluate_checkpoint
 
@@ -92,9 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(fn=_cmd_train)
 
-  p = sub.add_parser("eval", help="evaluate a training work dir or released weights")
-  p.add_argument("--config", required=True)
-  p.add_argument("--checkpoint", required=True, help="a --workdir of `provjax train`, or arch.tag")
+  p = sub.add_parser(
+      "eval",
+      help="evaluate a training work dir or released weights, or score ISC predictions",
+      epilog="eval isc --gt GT.csv --preds PREDS.csv prints the official ISC2021 metrics as JSON",
+  )
+  p.add_argument("benchmark", nargs="?", choices=["isc"], help="isc: score an ISC prediction CSV")
+  p.add_argument("--config", help="configs/<system>/<exp>.py[:variant]")
+  p.add_argument("--checkpoint", help="a --workdir of `provjax train`, or arch.tag")
+  p.add_argument("--gt", help="ISC ground-truth CSV (query_id,reference_id)")
+  p.add_argument("--preds", help="ISC prediction CSV (query_id,reference_id,score)")
+  p.add_argument("--max-results", type=int, default=None, help="reject more predictions than this")
   p.set_defaults(fn=_cmd_eval)
 
   p = sub.add_parser("bench", help="speed and throughput figures (printed, not asserted)")

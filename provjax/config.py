@@ -15,6 +15,19 @@ from pathlib import Path
 import ml_collections
 
 
+def _exec_file(path: Path, name: str):
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def sibling(config_file: str, name: str):
+  """The config module `name`.py beside `config_file` (configs/ is not a package)."""
+  path = Path(config_file).with_name(f"{name}.py")
+  return _exec_file(path, f"provjax_config_{path.parent.name}_{name}")
+
+
 def load_config(
     spec: str, overrides: list[str] | tuple[str, ...] = ()
 ) -> ml_collections.ConfigDict:
@@ -23,9 +36,7 @@ def load_config(
   path = Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"config file not found: {path}")
-  module_spec = importlib.util.spec_from_file_location(f"provjax_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = _exec_file(path, f"provjax_config_{path.stem}")
   config = module.get_config(arg) if arg else module.get_config()
   for item in overrides:
     apply_override(config, item)

@@ -10,8 +10,9 @@ view of its storage and copies it out.
 
     weights = load_state_dict("trufor.pth.tar")   # {key: np.ndarray}
 
-A `.npz` with the same keys is read as well. A checkpoint dict holding a
-"state_dict" entry (e.g. {"epoch": ..., "state_dict": ...}) yields that entry;
+A `.npz` with the same keys is read as well. A checkpoint dict whose
+"state_dict" or "model" entry is a dict (e.g. TruFor's {"epoch": ...,
+"state_dict": ...}, CopyNCE's {"model": ..., "epoch": n}) yields that entry;
 a `module.` prefix (DataParallel) is removed.
 """
 
@@ -137,10 +138,23 @@ def _read_torch_zip(path: Path):
       raise TorchFormatError(f"{path}: cannot read the checkpoint ({e})") from e
 
 
+# Entries under which training checkpoints keep the state dict, tried in order.
+_WRAPPERS = ("state_dict", "model")
+
+
+def _unwrap(obj):
+  """The state dict a training checkpoint {"epoch": ..., "<wrapper>": {...}} wraps, else `obj`."""
+  if isinstance(obj, dict):
+    for wrapper in _WRAPPERS:
+      # A dict, not a tensor: a state dict may well hold a parameter named "model".
+      if isinstance(obj.get(wrapper), dict):
+        return obj[wrapper]
+  return obj
+
+
 def _state_dict(obj, path: Path) -> dict[str, np.ndarray]:
   """The state dict inside `obj`, keys without a `module.` prefix."""
-  if isinstance(obj, dict) and "state_dict" in obj:
-    obj = obj["state_dict"]
+  obj = _unwrap(obj)
   if not isinstance(obj, dict) or not obj:
     raise TorchFormatError(f"{path}: holds {type(obj).__name__}, not a state dict")
   out = {}

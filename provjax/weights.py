@@ -80,7 +80,9 @@ def read_config(name: str) -> dict:
   return json.loads((_folder(name) / "config.json").read_text())
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+  """Hex sha256 of the file at `path`, read in 1 MiB blocks."""
+  path = Path(path)
   digest = hashlib.sha256()
   with path.open("rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -101,7 +103,7 @@ def write_manifest(folder: str | Path) -> Path:
   """Write `folder/manifest.json`: relative path -> {sha256, size} for each file."""
   folder = Path(folder)
   files = {
-      rel: {"sha256": _sha256(folder / rel), "size": (folder / rel).stat().st_size}
+      rel: {"sha256": file_sha256(folder / rel), "size": (folder / rel).stat().st_size}
       for rel in _listed_files(folder)
   }
   path = folder / MANIFEST
@@ -131,7 +133,7 @@ def verify(folder: str | Path) -> None:
     if not path.is_file():
       raise CorruptWeightsError(f"{path}: missing; {hint}")
     # The size is checked first: it catches truncation without reading the file.
-    if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+    if path.stat().st_size != entry["size"] or file_sha256(path) != entry["sha256"]:
       raise CorruptWeightsError(f"{path}: sha256 mismatch (corrupted or modified); {hint}")
 
 

@@ -29,6 +29,7 @@ SHARED = {
     "registry",
     "retrieval",
     "timing",
+    "torch_convert",
     "torch_format",
     "transforms",
     "viz",

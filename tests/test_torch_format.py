@@ -1,25 +1,28 @@
-"""provjax.torch_format: torch.save zip checkpoints read without torch.
+"""provjax.torch_format: torch.save zip checkpoints read without torch; provjax.torch_convert.
 
 The checkpoints are written here by a minimal torch.save stand-in: the same
 zip layout and the same pickle stream (protocol 2, `collections.OrderedDict`,
 `torch._utils._rebuild_tensor_v2`, storages as persistent ids
 ("storage", torch.<T>Storage, key, "cpu", numel)). The stand-in `torch`
 modules exist in sys.modules only while pickling, so nothing else sees them.
+The torch_convert tests fill a three-layer NNX model from a hand-made state dict.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import pickle
 import sys
 import types
 import zipfile
 
+from flax import nnx
 import numpy as np
 import pytest
 
-from provjax import torch_format
+from provjax import torch_convert, torch_format
 
 _STORAGE_NAMES = {
     np.dtype(np.float32): "FloatStorage",
@@ -136,14 +139,15 @@ def _sample():
   }
 
 
+@pytest.mark.parametrize("wrapper", ["state_dict", "model"])
 @pytest.mark.parametrize("byteorder", ["little", "big"])
-def test_round_trip_checkpoint_dict(tmp_path, byteorder):
-  """{"epoch", "state_dict"} with `module.` prefixes: every tensor back exactly, prefix removed."""
+def test_round_trip_checkpoint_dict(tmp_path, byteorder, wrapper):
+  """{"epoch", "state_dict" | "model"}, `module.` prefixes: every tensor back, prefix removed."""
   sample = _sample()
   path = tmp_path / "trufor.pth.tar"
   write_checkpoint(
       path,
-      {"epoch": 81, "state_dict": {f"module.{k}": v for k, v in sample.items()}},
+      {"epoch": 81, wrapper: {f"module.{k}": v for k, v in sample.items()}},
       byteorder=byteorder,
   )
   got = torch_format.load_state_dict(path)
@@ -230,3 +234,88 @@ def test_not_a_state_dict_names_the_file(tmp_path, content, pattern):
 def test_missing_file(tmp_path):
   with pytest.raises(torch_format.TorchFormatError, match=r"nope\.pth: no such file"):
     torch_format.load_state_dict(tmp_path / "nope.pth")
+
+
+def test_a_tensor_named_model_is_not_a_wrapper(tmp_path):
+  sample = {"model": np.arange(3, dtype=np.float32), "head.weight": np.ones((2, 2), np.float32)}
+  write_checkpoint(tmp_path / "w.pth", sample)
+  got = torch_format.load_state_dict(tmp_path / "w.pth")
+  assert sorted(got) == ["head.weight", "model"]
+
+
+class _Tiny(nnx.Module):
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(2, 3, (1, 2), rngs=rngs)
+    self.bn = nnx.BatchNorm(3, rngs=rngs)
+    self.fc = nnx.Linear(3, 4, rngs=rngs)
+
+
+def _tiny_state_dict():
+  """_Tiny's parameters in PyTorch names and layouts, with the BatchNorm counter torch saves."""
+  rng = np.random.default_rng(1)
+  shapes = {
+      "conv.weight": (3, 2, 1, 2),
+      "conv.bias": (3,),
+      "bn.weight": (3,),
+      "bn.bias": (3,),
+      "bn.running_mean": (3,),
+      "bn.running_var": (3,),
+      "fc.weight": (4, 3),
+      "fc.bias": (4,),
+  }
+  sd = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+  return {**sd, "bn.num_batches_tracked": np.array(7, np.int64)}
+
+
+def _fill_tiny(sd):
+  abstract = nnx.eval_shape(lambda: _Tiny(nnx.Rngs(0)))
+  key_of = functools.partial(torch_convert.official_key, rules=())  # names as they are
+  return torch_convert.fill(abstract, sd, "tiny.pth", key_of)
+
+
+def test_fill_places_every_tensor_in_jax_layout():
+  sd = _tiny_state_dict()
+  model = _fill_tiny(sd)
+  conv = np.asarray(model.conv.kernel[...])
+  assert conv.shape == (1, 2, 2, 3)
+  for o, i, kw in np.ndindex(3, 2, 2):
+    assert conv[0, kw, i, o] == sd["conv.weight"][o, i, 0, kw]
+  np.testing.assert_array_equal(model.fc.kernel[...], sd["fc.weight"].T)
+  np.testing.assert_array_equal(model.bn.scale[...], sd["bn.weight"])
+  np.testing.assert_array_equal(model.bn.mean[...], sd["bn.running_mean"])
+  np.testing.assert_array_equal(model.bn.var[...], sd["bn.running_var"])
+  assert torch_convert.official_shape(conv.shape) == sd["conv.weight"].shape
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda sd: [sd.pop(k) for k in list(sd) if k != "bn.num_batches_tracked"],
+            r"^tiny\.pth: missing official key\(s\) bn\.bias, bn\.running_mean, "
+            r"bn\.running_var, bn\.weight, conv\.bias \(\+3 more\)$",
+        ),
+        (
+            lambda sd: sd.update({"fc.num_batches_tracked": np.array(1)}),
+            r"^tiny\.pth: unexpected key\(s\) fc\.num_batches_tracked$",
+        ),
+        (
+            lambda sd: sd.update({"fc.weight": np.zeros((3, 4), np.float32)}),
+            r"^tiny\.pth: fc\.weight has shape \(3, 4\), expected \(4, 3\)$",
+        ),
+    ],
+)
+def test_fill_refuses_a_state_dict_that_does_not_fit(edit, message):
+  sd = _tiny_state_dict()
+  edit(sd)
+  with pytest.raises(torch_convert.ConversionError, match=message):
+    _fill_tiny(sd)
+
+
+def test_official_key_applies_the_rules_in_order():
+  rules = ((r"^stages\.(\d+)", lambda m: f"stage{int(m[1]) + 1}"), (r"\.proj$", ".proj.0"))
+  assert (
+      torch_convert.official_key(("stages", 1, "proj", "kernel"), rules) == "stage2.proj.0.weight"
+  )
+  assert torch_convert.official_key(("bn", "var"), rules) == "bn.running_var"

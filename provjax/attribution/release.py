@@ -29,7 +29,7 @@ from provjax.data import genzoo
 from provjax.metrics import attribution as metrics
 from provjax.tasks import repmix as repmix_task
 from provjax.train.evaluate import restore_model
-from provjax.train.logging import read_metrics
+from provjax.train.logging import run_summary
 from provjax.train.snapshot import as_dict, read
 from provjax.transforms import corruptions
 
@@ -119,15 +119,6 @@ def findings(mixed: dict, nomix: dict | None, classes) -> list[str]:
   return out
 
 
-def train_row(workdir) -> dict:
-  log = [r for r in read_metrics(f"{workdir}/metrics.jsonl") if "loss" in r]
-  return {
-      "steps": int(log[-1]["step"]),
-      "final loss": float(log[-1]["loss"]),
-      "logged wall-clock min": (log[-1]["time"] - log[0]["time"]) / 60.0,
-  }
-
-
 def release(workdir, *, tag: str, nomix_workdir=None, target_fpr: float = 0.01) -> dict:
   config = read(workdir)
   arch, variant = config.model.name.split(".")
@@ -188,7 +179,7 @@ def release(workdir, *, tag: str, nomix_workdir=None, target_fpr: float = 0.01) 
           },
           "Threshold on P(real), chosen on the val split": cal,
           "Embedding structure": structure,
-          "Training": train_row(workdir),
+          "Training": run_summary(workdir),
       },
       tables=tables,
       findings=findings(mixed, nomix, classes),

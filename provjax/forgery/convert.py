@@ -4,28 +4,20 @@
     model = provjax.load("trufor.official")
 
 The official state dict (specs/trufor_state_dict.tsv) is read without torch
-(`provjax.torch_format`), each tensor is placed on the provjax parameter
-whose official name it carries and changed to the JAX layout: conv kernels
-(O, I, kh, kw) -> (kh, kw, I, O) (depthwise (C, 1, kh, kw) -> (kh, kw, 1, C)),
-Linear weights transposed, BatchNorm running stats copied,
-`num_batches_tracked` dropped. The official name of every provjax
-parameter is derived from its path by the rules below, so the check is
-exhaustive in both directions: an official key no parameter claims, a
-parameter whose key is absent, or a shape that does not fit stops the
-conversion with a one-line error naming the key.
+(`provjax.torch_format`) and placed on the provjax TruFor by
+`provjax.torch_convert.fill`: JAX layouts, `num_batches_tracked` dropped, and
+an exhaustive two-way check of keys and shapes. This module holds the rules
+that derive the official name of every provjax parameter from its path.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-import re
 
 from flax import nnx
-import jax.numpy as jnp
 import numpy as np
 
-from provjax import registry, torch_format, weights
+from provjax import registry, torch_convert, torch_format, weights
 from provjax.models import trufor
 
 ARCH = "trufor.b2"
@@ -59,17 +51,11 @@ _MODULE_RULES = (
     (r"^detection\.fc1$", "detection.0"),
     (r"^detection\.fc2$", "detection.3"),
 )
-_LEAVES = {
-    "kernel": "weight",
-    "scale": "weight",
-    "bias": "bias",
-    "mean": "running_mean",
-    "var": "running_var",
-}
 
-
-class ConversionError(ValueError):
-  """The file's state dict does not fit the provjax TruFor."""
+# Re-exported so callers need this module alone: the error `fill` raises, and the PyTorch shape
+# of a parameter (with `official_key`, what a state dict for this model is built from).
+ConversionError = torch_convert.ConversionError
+official_shape = torch_convert.official_shape
 
 
 def _dncnn_conv_index(k: int) -> int:
@@ -79,73 +65,12 @@ def _dncnn_conv_index(k: int) -> int:
 
 def official_key(path: tuple) -> str:
   """provjax state path (module parts + leaf) -> the official state-dict key."""
-  *module, leaf = path
-  name = ".".join(str(p) for p in module)
-  for pattern, repl in _MODULE_RULES:
-    name = re.sub(pattern, repl, name)
-  return f"{name}.{_LEAVES[leaf]}"
-
-
-def _to_jax_layout(value: np.ndarray) -> np.ndarray:
-  """PyTorch conv (O, I, kh, kw) -> (kh, kw, I, O); Linear (out, in) -> (in, out)."""
-  if value.ndim == 4:
-    return value.transpose(2, 3, 1, 0)
-  if value.ndim == 2:
-    return value.T
-  return value
-
-
-def _bn_counters(keys) -> set[str]:
-  """The `num_batches_tracked` key of every BatchNorm: in the file, not needed here."""
-  suffix = ".running_mean"
-  return {k.removesuffix(suffix) + ".num_batches_tracked" for k in keys if k.endswith(suffix)}
-
-
-def _first(names, n: int = 5) -> str:
-  names = sorted(names)
-  more = f" (+{len(names) - n} more)" if len(names) > n else ""
-  return ", ".join(names[:n]) + more
+  return torch_convert.official_key(path, _MODULE_RULES)
 
 
 def fill(abstract: nnx.Module, state_dict: dict[str, np.ndarray], source: str) -> nnx.Module:
-  """A model shaped like `abstract` whose parameters are `state_dict`'s, in JAX layouts."""
-  graphdef, state = nnx.split(abstract)
-  flat = list(nnx.to_flat_state(state))
-  params = {official_key(path): (path, var) for path, var in flat}
-  if len(params) != len(flat):
-    raise AssertionError("two provjax parameters map to one official key")
-  missing = params.keys() - state_dict.keys()
-  if missing:
-    raise ConversionError(f"{source}: missing official key(s) {_first(missing)}")
-  extra = state_dict.keys() - params.keys() - _bn_counters(params)
-  if extra:
-    raise ConversionError(f"{source}: unexpected key(s) {_first(extra)}")
-  filled = []
-  for key, (path, var) in params.items():
-    value = _to_jax_layout(np.asarray(state_dict[key]))
-    if value.shape != tuple(var.shape):
-      raise ConversionError(
-          f"{source}: {key} has shape {state_dict[key].shape}, "
-          f"expected {official_shape(var.shape)}"
-      )
-    filled.append((path, var.replace(jnp.asarray(value, var.dtype))))
-  return nnx.merge(graphdef, nnx.from_flat_state(filled))
-
-
-def official_shape(shape) -> tuple:
-  """The PyTorch shape of a provjax parameter of `shape` (inverse of `_to_jax_layout`)."""
-  shape = tuple(shape)
-  if len(shape) == 4:
-    return (shape[3], shape[2], shape[0], shape[1])
-  return shape[::-1] if len(shape) == 2 else shape
-
-
-def _sha256(path: Path) -> str:
-  digest = hashlib.sha256()
-  with path.open("rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+  """A TruFor shaped like `abstract` whose parameters are `state_dict`'s, in JAX layouts."""
+  return torch_convert.fill(abstract, state_dict, source, official_key)
 
 
 def convert_trufor(path: str | Path, name: str, *, card=None) -> Path:
@@ -169,5 +94,9 @@ def convert_trufor(path: str | Path, name: str, *, card=None) -> Path:
           imagenet_normalization="inside the model, RGB branch only",
       ),
       card=card,
-      extra=dict(converted_from=dict(file=path.name, sha256=_sha256(path), keys=len(state_dict))),
+      extra=dict(
+          converted_from=dict(
+              file=path.name, sha256=weights.file_sha256(path), keys=len(state_dict)
+          )
+      ),
   )

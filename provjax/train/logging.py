@@ -60,3 +60,13 @@ def read_metrics(path: str | Path) -> list[dict]:
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_summary(workdir: str | Path) -> dict:
+  """Steps, final loss and logged wall-clock minutes of a work dir's training log (for cards)."""
+  log = [r for r in read_metrics(Path(workdir) / "metrics.jsonl") if "loss" in r]
+  return {
+      "steps": int(log[-1]["step"]),
+      "final loss": float(log[-1]["loss"]),
+      "logged wall-clock min": (log[-1]["time"] - log[0]["time"]) / 60.0,
+  }

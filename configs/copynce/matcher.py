@@ -1,0 +1,33 @@
+"""CopyNCE matcher: copy / no-copy BCE + CopyNCE on the fused patch tokens.
+
+    provjax train --config configs/copynce/matcher.py:tiny --workdir runs/copynce_matcher_tiny
+
+`:tiny`: 4 shared + 2 fusion blocks (dim 192, patch 8) on 64-px pairs, from
+scratch; `:vits16`: the paper's 8 + 4 blocks of ViT-S/16 at 224 px, positive
+rate 0.3, batch 32 per GPU, base lr 1e-3, CopyNCE weight 3 with gamma 1
+(specs/copy_detection.md section 6). Non-copies are random train images (no
+hard-negative mining). `quick` is a two-step smoke run.
+"""
+
+import ml_collections
+
+from provjax.config import sibling
+
+descriptor = sibling(__file__, "descriptor")
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  variant, *flags = arg.split(",")
+  small = variant == "tiny"
+  c = descriptor.get_config(arg)
+  c.task = "copynce_matcher"
+  c.config_file = "matcher"
+  c.model = dict(name=f"copynce_matcher.{variant}", overrides={})
+  c.data.positive_rate = 0.3
+  c.loss = dict(copynce=3.0, gamma=1.0, patch_scale=16.0)
+  if "quick" not in flags:
+    c.train.update(steps=1500 if small else 100_000, batch_size=64 if small else 256)
+    c.optimizer.lr = 1e-3
+  # Every (query, reference) pair of val is scored: keep the evaluation small.
+  c.eval = dict(max_queries=60)
+  return c

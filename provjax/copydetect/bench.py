@@ -1,0 +1,82 @@
+"""Copy detection's section of `provjax bench` (printed, not asserted).
+
+  copydetect  descriptors/s of the jitted descriptor forward for copynce.tiny
+              (64 px) and copynce.vits16 (ViT-S/16, 224 px), fresh weights (speed
+              does not depend on them), batch 64; and kNN throughput (queries/s,
+              k = 10) over 1M random unit references of 256 dims, exact (JAX
+              matmul top-k, blocked) and ScaNN (the retrieval package's
+              defaults for 1M rows; its build time beside it).
+
+`SECTIONS` maps each name to (title, fn); `fn(quick, peak)` returns table rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from provjax.timing import median_seconds
+
+
+def _descriptor_rows(quick: bool, repeats: int) -> list[dict]:
+  import jax  # pylint: disable=g-import-not-at-top
+  import provjax  # pylint: disable=g-import-not-at-top
+  from provjax.tasks import copy_data  # pylint: disable=g-import-not-at-top
+
+  rows = []
+  for variant, size in (("tiny", 64), ("vits16", 224)):
+    model = provjax.create_model(f"copynce.{variant}")
+    model.eval()
+    batch = 16 if quick and variant == "vits16" else 64
+    images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    run = lambda: jax.block_until_ready(copy_data.embed(model, images, batch))
+    run()  # compile
+    sec = median_seconds(run, repeats=repeats)
+    rows.append(
+        {
+            "what": f"copynce.{variant} descriptor",
+            "input": f"{size}x{size}",
+            "batch": batch,
+            "per second": batch / sec,
+            "ms/batch": 1e3 * sec,
+        }
+    )
+  return rows
+
+
+def _knn_rows(quick: bool, repeats: int) -> list[dict]:
+  from provjax.copydetect import protocols  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  n, d, nq = (100_000 if quick else 1_000_000), 256, 1000
+  refs = rng.standard_normal((n, d), dtype=np.float32)
+  refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+  queries = refs[rng.choice(n, nq, replace=False)] + 0.05 * rng.standard_normal((nq, d))
+  queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+  rows = []
+  for backend in ("exact", "scann"):
+    start = time.perf_counter()
+    protocols.knn(queries[:8], refs, 10, backend=backend)  # compile / build
+    first = time.perf_counter() - start
+    sec = median_seconds(lambda: protocols.knn(queries, refs, 10, backend=backend), repeats=repeats)
+    rows.append(
+        {
+            "what": f"kNN k=10, {backend}",
+            "input": f"{n:,} x {d} refs",
+            "batch": nq,
+            "per second": nq / sec,
+            "ms/batch": 1e3 * sec,
+            "first call s": first,
+        }
+    )
+  return rows
+
+
+def bench_copydetect(quick: bool, peak: float) -> list[dict]:
+  del peak  # throughput, not a fraction of the matmul ceiling
+  repeats = 2 if quick else 5
+  return _descriptor_rows(quick, repeats) + _knn_rows(quick, repeats)
+
+
+SECTIONS = {"copydetect": ("Copy detection (descriptor forward, kNN)", bench_copydetect)}

@@ -1,0 +1,188 @@
+"""Released copy-detection weights as functions: images -> descriptors, pairs -> P(copy).
+
+    det = CopyDetector.load("copynce.synth-v1", matcher="copynce_matcher.synth-v1")
+    vecs = det.describe(images)                  # [N, D] unit vectors
+    preds = det.search(q, r, background=b)       # (query index, reference index, score)
+    scores = det.rescore(q_images, r_images, preds)
+
+The preprocessing travels with the weights (config.json `preprocessing`):
+every image is resized to `size` x `size` whole (no crop: a crop can cut the
+copied content away), ImageNet normalisation inside the task's embed. The
+search protocol (k nearest per query or the official global budget), the
+score normalisation variant and whether the matcher re-scores the top
+candidates were chosen on the held-back split by the release; any of them can
+be overridden. `thumbnail` is the classical reference descriptor: a 16 x 16
+grayscale thumbnail, mean removed, L2-normalised, searched the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+
+from provjax import weights
+from provjax.copydetect import protocols
+from provjax.tasks import copy_data
+from provjax.tasks import copynce_matcher as matcher_task
+
+THUMBNAIL = "thumbnail"
+
+
+def thumbnail(images: list[np.ndarray], side: int = 16) -> np.ndarray:
+  """The reference descriptor: side x side grayscale, mean removed, unit norm (float32 [N, side^2])."""
+  out = []
+  for im in images:
+    gray = Image.fromarray(im).convert("L").resize((side, side), Image.Resampling.BILINEAR)
+    v = np.asarray(gray, np.float32).ravel()
+    v -= v.mean()
+    out.append(v / max(float(np.linalg.norm(v)), 1e-6))
+  return np.stack(out).astype(np.float32)
+
+
+def top_per_query(qi: np.ndarray, ri: np.ndarray, scores: np.ndarray, n: int):
+  """Each query's `n` best predictions (index arrays), grouped by query, best first."""
+  order = np.lexsort((-scores, qi))
+  qi, ri, scores = qi[order], ri[order], scores[order]
+  keep = (np.arange(len(qi)) - np.searchsorted(qi, qi)) < n  # rank within the query's list
+  return qi[keep], ri[keep], scores[keep]
+
+
+def query_views(image: np.ndarray, scheme: str) -> list[np.ndarray]:
+  """The query and, for "grid", its crops: 2 x 2 halves, the centre half and 3 x 3 thirds.
+
+  A copy can fill a small part of a query (image-in-image, a collage, a screenshot): a crop
+  that holds it looks like the reference to a global descriptor where the whole query does
+  not. The per-pair score is the best over the views (the max rule of CopyNCE's local crop
+  ensembling, here on the descriptor).
+  """
+  if scheme == "none":
+    return [image]
+  if scheme != "grid":
+    raise ValueError(f"unknown query crop scheme {scheme!r}; choose none or grid")
+  h, w = image.shape[:2]
+  views = [image]
+  for n in (2, 3):
+    ys, xs = np.linspace(0, h, n + 1).round().astype(int), np.linspace(0, w, n + 1).round().astype(
+        int
+    )
+    views += [image[ys[i] : ys[i + 1], xs[j] : xs[j + 1]] for i in range(n) for j in range(n)]
+    if n == 2:
+      views.append(image[h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2])
+  return [v for v in views if min(v.shape[:2]) >= 8]
+
+
+def merge_views(vi: np.ndarray, ri: np.ndarray, scores: np.ndarray, owner: np.ndarray):
+  """View predictions -> query predictions: each (query, reference) pair scored by its best view."""
+  qi = owner[vi]
+  order = np.lexsort((-scores, ri, qi))
+  qi, ri, scores = qi[order], ri[order], scores[order]
+  first = np.ones(len(qi), bool)
+  first[1:] = (qi[1:] != qi[:-1]) | (ri[1:] != ri[:-1])
+  return qi[first], ri[first], scores[first]
+
+
+@dataclasses.dataclass
+class Protocol:
+  """How descriptors become predictions (specs/copy_detection.md section 3)."""
+
+  search: str = "knn"  # "knn" (k per query) or "global" (nq * k pairs overall, official)
+  k: int = 10
+  score_norm: str = "none"  # "none", "isc2021", "sscd" or "copynce" (needs a background set)
+  pcaw: int = 0  # PCA-whitening to this many dimensions, fitted on the background (0: off)
+  rescore: int = 0  # candidates per query the matcher re-scores (0: descriptor scores)
+  query_crops: str = "none"  # "grid": also describe crops of each query (see `query_views`)
+
+
+@dataclasses.dataclass
+class CopyDetector:
+  """A descriptor (or the thumbnail reference), an optional matcher, and the protocol."""
+
+  descriptor: object | None  # None: the thumbnail reference
+  size: int
+  protocol: Protocol
+  matcher: object | None = None
+  matcher_size: int = 0
+  batch_size: int = 64
+
+  @classmethod
+  def load(cls, name: str, *, matcher: str | None = None, **protocol) -> "CopyDetector":
+    """Released descriptor `name` (or "thumbnail"), its protocol overridden by keywords."""
+    if name == THUMBNAIL:
+      model, size, chosen = None, 0, {}
+    else:
+      pre = weights.read_config(name)["preprocessing"]
+      model, size, chosen = weights.load(name), int(pre["size"]), dict(pre.get("protocol", {}))
+      matcher = matcher if matcher is not None else pre.get("matcher")
+    chosen.update({k: v for k, v in protocol.items() if v is not None})
+    m_model, m_size = None, 0
+    if matcher:
+      m_model = weights.load(matcher)
+      m_size = int(weights.read_config(matcher)["preprocessing"]["size"])
+    else:
+      chosen["rescore"] = 0
+    return cls(model, size, Protocol(**chosen), m_model, m_size)
+
+  def describe(self, images: list[np.ndarray]) -> np.ndarray:
+    """[N, D] unit descriptors of decoded images (any sizes)."""
+    if self.descriptor is None:
+      return thumbnail(images)
+    batch = np.stack([copy_data.square(im, self.size) for im in images])
+    return copy_data.embed(self.descriptor, batch, self.batch_size)
+
+  def describe_queries(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors of every view of each query (`Protocol.query_crops`) and each view's query."""
+    views = [query_views(im, self.protocol.query_crops) for im in images]
+    owner = np.repeat(np.arange(len(images)), [len(v) for v in views])
+    return self.describe([v for vs in views for v in vs]), owner
+
+  def search(self, queries, refs, background=None, owner=None):
+    """(query index, reference index, score) arrays of the protocol's predictions.
+
+    `queries` are one vector per query, or per view with `owner[v]` the query of view v.
+    """
+    p = self.protocol
+    if (p.score_norm != "none" or p.pcaw) and background is None:
+      raise ValueError(
+          f"score normalisation {p.score_norm!r} / PCA-whitening needs a background set"
+      )
+    if p.pcaw:
+      white = protocols.PCAWhitening.fit(background, p.pcaw)
+      queries, refs, background = white.apply(queries), white.apply(refs), white.apply(background)
+    k = min(p.k, len(refs))
+    n_queries = len(queries) if owner is None else int(owner.max()) + 1
+    if owner is None and p.search == "global":
+      if p.score_norm != "none":
+        return protocols.normalized_global(queries, refs, background, n_queries * k, p.score_norm)
+      return protocols.global_budget(queries, refs, budget=n_queries * k, metric="ip")
+    if p.score_norm != "none":
+      found = protocols.normalized_knn(queries, refs, background, k, p.score_norm)
+    else:
+      found = protocols.knn(queries, refs, k, metric="ip")
+    if owner is None:
+      return found
+    qi, ri, s = merge_views(*found, owner)
+    if p.search == "global":  # the budget over the merged lists (a query may keep up to k x views)
+      keep = np.argsort(-s, kind="stable")[: n_queries * k]
+      keep.sort()
+      return qi[keep], ri[keep], s[keep]
+    return top_per_query(qi, ri, s, k)
+
+  def rescore(self, load_query, load_ref, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
+    """P(copy) of each candidate pair (qi[n], ri[n]) from the matcher.
+
+    `load_query(i)` / `load_ref(j)` return decoded images: only the candidates
+    are read again, so a gallery never has to be held in memory.
+    """
+    s = self.matcher_size
+    q = {i: copy_data.square(load_query(i), s) for i in np.unique(qi)}
+    r = {j: copy_data.square(load_ref(j), s) for j in np.unique(ri)}
+    queries = np.stack([q[i] for i in qi])
+    refs = np.stack([r[j] for j in ri])
+    return matcher_task.score_pairs(self.matcher, queries, refs, self.batch_size)
+
+  def rescore_top(self, qi, ri, scores, load_query, load_ref):
+    """Each query's `protocol.rescore` best candidates, scored by the matcher instead."""
+    qi, ri, _ = top_per_query(qi, ri, scores, self.protocol.rescore)
+    return qi, ri, self.rescore(load_query, load_ref, qi, ri)

@@ -1,0 +1,116 @@
+"""Official PyTorch state dicts -> provjax NNX models: what every weights converter shares.
+
+A converter says which official state-dict key each provjax parameter carries
+(`official_key`, with that system's renaming rules); `fill` then places every
+tensor of the state dict (read by `provjax.torch_format.load_state_dict`) on
+its parameter of an abstract model, in JAX layout: conv kernels
+(O, I, kh, kw) -> (kh, kw, I, O) (depthwise (C, 1, kh, kw) -> (kh, kw, 1, C)),
+Linear weights (out, in) -> (in, out), everything else (biases, norm scales,
+BatchNorm running statistics, tokens, position embeddings) as it is;
+BatchNorm `num_batches_tracked` counters are dropped. The check is exhaustive
+in both directions: an official key no parameter claims, a parameter whose
+key is absent, or a shape that does not fit stops the conversion with a
+one-line ConversionError naming the key.
+
+    key_of = functools.partial(torch_convert.official_key, rules=RULES)
+    model = torch_convert.fill(nnx.eval_shape(make), state_dict, "w.pth.tar", key_of)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+import re
+
+from flax import nnx
+import jax.numpy as jnp
+import numpy as np
+
+# provjax leaf name -> official parameter name, for the layers every converter meets.
+LEAVES = {
+    "kernel": "weight",
+    "scale": "weight",
+    "bias": "bias",
+    "mean": "running_mean",
+    "var": "running_var",
+}
+
+
+class ConversionError(ValueError):
+  """A state dict does not fit the provjax model it is converted into."""
+
+
+def official_key(path: tuple, rules: Sequence[tuple], leaves: dict[str, str] = LEAVES) -> str:
+  """provjax state path (module parts + leaf) -> the official state-dict key.
+
+  `rules` are (pattern, replacement) pairs of `re.sub`, applied in order to the
+  dotted module path; `leaves` names the leaf.
+  """
+  *module, leaf = path
+  name = ".".join(str(p) for p in module)
+  for pattern, repl in rules:
+    name = re.sub(pattern, repl, name)
+  return f"{name}.{leaves[leaf]}"
+
+
+def to_jax_layout(value: np.ndarray) -> np.ndarray:
+  """PyTorch conv (O, I, kh, kw) -> (kh, kw, I, O); Linear (out, in) -> (in, out)."""
+  if value.ndim == 4:
+    return value.transpose(2, 3, 1, 0)
+  if value.ndim == 2:
+    return value.T
+  return value
+
+
+def official_shape(shape) -> tuple:
+  """The PyTorch shape of a provjax parameter of `shape` (inverse of `to_jax_layout`)."""
+  shape = tuple(shape)
+  if len(shape) == 4:
+    return (shape[3], shape[2], shape[0], shape[1])
+  return shape[::-1] if len(shape) == 2 else shape
+
+
+def _bn_counters(keys: Iterable[str]) -> set[str]:
+  """The `num_batches_tracked` key of every BatchNorm: in the file, not needed here."""
+  suffix = ".running_mean"
+  return {k.removesuffix(suffix) + ".num_batches_tracked" for k in keys if k.endswith(suffix)}
+
+
+def _first(names, n: int = 5) -> str:
+  """The first `n` names in sorted order, and how many more: an error stays one line."""
+  names = sorted(names)
+  more = f" (+{len(names) - n} more)" if len(names) > n else ""
+  return ", ".join(names[:n]) + more
+
+
+def fill(
+    abstract: nnx.Module,
+    state_dict: dict[str, np.ndarray],
+    source: str,
+    key_of: Callable[[tuple], str],
+) -> nnx.Module:
+  """A model shaped like `abstract` whose parameters are `state_dict`'s, in JAX layouts.
+
+  `key_of` maps a provjax state path to its official key; `source` (the file)
+  starts every error message.
+  """
+  graphdef, state = nnx.split(abstract)
+  flat = list(nnx.to_flat_state(state))
+  params = {key_of(path): (path, var) for path, var in flat}
+  if len(params) != len(flat):
+    raise AssertionError("two provjax parameters map to one official key")
+  missing = params.keys() - state_dict.keys()
+  if missing:
+    raise ConversionError(f"{source}: missing official key(s) {_first(missing)}")
+  extra = state_dict.keys() - params.keys() - _bn_counters(params)
+  if extra:
+    raise ConversionError(f"{source}: unexpected key(s) {_first(extra)}")
+  filled = []
+  for key, (path, var) in params.items():
+    value = to_jax_layout(np.asarray(state_dict[key]))
+    if value.shape != tuple(var.shape):
+      raise ConversionError(
+          f"{source}: {key} has shape {np.shape(state_dict[key])}, "
+          f"expected {official_shape(var.shape)}"
+      )
+    filled.append((path, var.replace(jnp.asarray(value, var.dtype))))
+  return nnx.merge(graphdef, nnx.from_flat_state(filled))

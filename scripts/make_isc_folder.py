@@ -1,0 +1,121 @@
+"""Turn a folder of photographs into an ISC-style copy-detection benchmark on disk.
+
+    python scripts/make_isc_folder.py make PHOTOS_DIR OUT_DIR [--seed 0]
+    provjax copydetect --queries OUT_DIR/queries --refs OUT_DIR/refs \
+        --background OUT_DIR/background --out preds.csv
+    provjax eval isc --gt OUT_DIR/gt.csv --preds preds.csv
+    python scripts/make_isc_folder.py score OUT_DIR preds.csv   # per query family
+
+The photographs are shuffled and dealt into three disjoint parts: references
+(R*.jpg), unmatched originals and the background set (B*.jpg). Each
+reference gets one query made by a family of `provjax.transforms.copy_recipe`
+(families cycled), each unmatched original a query of the same families, so
+about half of the queries have no reference, as in DISC21. Image-in-image
+donors come from the unmatched part. `gt.csv` is the official ground truth
+(empty reference for unmatched queries); `families.csv` names each query's
+family, for the per-family figures of the `score` mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from provjax.copydetect import isc_io
+from provjax.data.images import list_images, read_image
+from provjax.metrics import isc
+from provjax.transforms import copy_recipe
+
+MAX_SIDE = 512  # photographs are reduced to this longer side first (wallpapers are 4K)
+
+
+def _load(path: Path) -> np.ndarray:
+  im = Image.fromarray(read_image(path))
+  im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+  return np.asarray(im)
+
+
+def make(photos: str, out: str, seed: int = 0) -> dict:
+  rng = np.random.default_rng(seed)
+  paths = list_images(photos)
+  order = rng.permutation(len(paths))
+  n_ref = len(paths) * 2 // 5
+  n_unmatched = len(paths) * 2 // 5
+  refs = [paths[i] for i in order[:n_ref]]
+  unmatched = [paths[i] for i in order[n_ref : n_ref + n_unmatched]]
+  background = [paths[i] for i in order[n_ref + n_unmatched :]]
+  root = Path(out)
+  for sub in ("refs", "queries", "background"):
+    (root / sub).mkdir(parents=True, exist_ok=True)
+  donors = [_load(p) for p in unmatched[:16]]
+  families = copy_recipe.QUERY_FAMILIES
+  jobs = [(p, f"R{i:05d}") for i, p in enumerate(refs)] + [(p, "") for p in unmatched]
+  jobs = [jobs[i] for i in rng.permutation(len(jobs))]
+  gt, fams = [], []
+  for qi, (path, ref_id) in enumerate(jobs):
+    image = _load(path)
+    if ref_id:
+      Image.fromarray(image).save(root / "refs" / f"{ref_id}.jpg", quality=95)
+    family = families[qi % len(families)]
+    pool = [d for d in donors if d is not image]
+    query = copy_recipe.make_query(image, rng, family, donors=pool).image
+    qid = f"Q{qi:05d}"
+    Image.fromarray(query).save(root / "queries" / f"{qid}.jpg", quality=90)
+    gt.append((qid, ref_id))
+    fams.append((qid, family))
+  for i, path in enumerate(background):
+    Image.fromarray(_load(path)).save(root / "background" / f"B{i:05d}.jpg", quality=95)
+  for name, rows, header in (
+      ("gt.csv", gt, ("query_id", "reference_id")),
+      ("families.csv", fams, ("query_id", "family")),
+  ):
+    with open(root / name, "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(header)
+      w.writerows(rows)
+  return {"references": len(refs), "queries": len(jobs), "background": len(background)}
+
+
+def score(folder: str, preds: str) -> dict:
+  """Overall and per-family ISC metrics (a family's copies + every unmatched query)."""
+  root = Path(folder)
+  pairs, queries = isc_io.read_ground_truth(root / "gt.csv")
+  predictions = isc_io.read_predictions(preds)
+  with open(root / "families.csv") as f:
+    family = {row["query_id"]: row["family"] for row in csv.DictReader(f)}
+  matched = {q for q, _ in pairs}
+  unmatched = [q for q in queries if q not in matched]
+  out = {"all": isc.evaluate(pairs, predictions, gt_queries=queries)}
+  for fam in sorted(set(family.values())):
+    keep = {q for q in matched if family[q] == fam} | set(unmatched)
+    sub_pairs = [p for p in pairs if p[0] in keep]
+    sub_preds = [p for p in predictions if p[0] in keep]
+    out[fam] = isc.evaluate(sub_pairs, sub_preds, gt_queries=keep)
+  keys = ("micro_ap", "recall_at_p90", "recall_at_rank1")
+  return {name: {k: m[k] for k in keys} for name, m in out.items()}
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = p.add_subparsers(dest="mode", required=True)
+  m = sub.add_parser("make", help="write refs/, queries/, background/, gt.csv, families.csv")
+  m.add_argument("photos")
+  m.add_argument("out")
+  m.add_argument("--seed", type=int, default=0)
+  s = sub.add_parser("score", help="overall and per-family metrics of a prediction CSV")
+  s.add_argument("folder")
+  s.add_argument("preds")
+  args = p.parse_args()
+  if args.mode == "make":
+    print(json.dumps(make(args.photos, args.out, args.seed)))
+  else:
+    print(json.dumps(score(args.folder, args.preds), indent=1))
+
+
+if __name__ == "__main__":
+  main()
