@@ -79,7 +79,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.mesh = dict(shape=(-1, 1))
   c.sharding_rules = vit_sharding_rules()
   if "quick" in flags:
-    c.data.update(num_train=8, num_background=4, num_refs=6, num_matched=3, num_unmatched=3)
+    c.data.update(num_train=8, num_background=12, num_refs=6, num_matched=3, num_unmatched=3)
     c.train.update(steps=2, batch_size=4, log_every=1, ckpt_every=2, eval_every=0)
     c.optimizer.warmup_steps = 1
   return c

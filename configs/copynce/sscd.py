@@ -26,6 +26,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.model = dict(name=f"sscd.{variant}", overrides={})
   c.data = descriptor.data_config("tiny" if small else "vits16")
   if "quick" in flags:
-    c.data.update(num_train=8, num_background=4, num_refs=6, num_matched=3, num_unmatched=3)
+    c.data.update(num_train=8, num_background=12, num_refs=6, num_matched=3, num_unmatched=3)
   c.loss = dict(temperature=0.05, koleo=10.0)
   return c
