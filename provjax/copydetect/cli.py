@@ -114,6 +114,7 @@ def cmd_copydetect(args) -> int:
       pcaw=args.pcaw,
       rescore=args.rescore,
       query_crops=args.query_crops,
+      backend=args.backend,
   )
   det.batch_size = args.batch_size
   progress = not args.no_progress
@@ -203,6 +204,12 @@ def add_commands(sub) -> None:
       choices=["none", "grid"],
       default=None,
       help="also search crops of each query (copies inside other images)",
+  )
+  p.add_argument(
+      "--backend",
+      choices=["exact", "scann"],
+      default=None,
+      help="exact search (default) or ScaNN (approximate; for large reference sets)",
   )
   p.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass")
   p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -93,6 +93,7 @@ class Protocol:
   pcaw: int = 0  # PCA-whitening to this many dimensions, fitted on the background (0: off)
   rescore: int = 0  # candidates per query the matcher re-scores (0: descriptor scores)
   query_crops: str = "none"  # "grid": also describe crops of each query (see `query_views`)
+  backend: str = "exact"  # "exact" (JAX matmul top-k) or "scann" (approximate, large galleries)
 
 
 @dataclasses.dataclass
@@ -154,12 +155,18 @@ class CopyDetector:
     n_queries = len(queries) if owner is None else int(owner.max()) + 1
     if owner is None and p.search == "global":
       if p.score_norm != "none":
-        return protocols.normalized_global(queries, refs, background, n_queries * k, p.score_norm)
-      return protocols.global_budget(queries, refs, budget=n_queries * k, metric="ip")
+        return protocols.normalized_global(
+            queries, refs, background, n_queries * k, p.score_norm, backend=p.backend
+        )
+      return protocols.global_budget(
+          queries, refs, budget=n_queries * k, metric="ip", backend=p.backend
+      )
     if p.score_norm != "none":
-      found = protocols.normalized_knn(queries, refs, background, k, p.score_norm)
+      found = protocols.normalized_knn(
+          queries, refs, background, k, p.score_norm, backend=p.backend
+      )
     else:
-      found = protocols.knn(queries, refs, k, metric="ip")
+      found = protocols.knn(queries, refs, k, metric="ip", backend=p.backend)
     if owner is None:
       return found
     qi, ri, s = merge_views(*found, owner)

@@ -230,7 +230,7 @@ def release(descriptor, matcher, sscd, *, tag: str) -> dict:
       arch=m_cfg.model.name,
       preprocessing={"size": m_size, "input": "resized whole to size x size"},
       card=m_card,
-      extra={"paper": PAPER, "steps": m_step},
+      extra=_extra(PAPER, m_card, m_cfg, m_step),
   )
   d_card = _card(
       names["descriptor"],
@@ -254,7 +254,7 @@ def release(descriptor, matcher, sscd, *, tag: str) -> dict:
           "matcher": names["matcher"] if best["rescore"] else None,
       },
       card=d_card,
-      extra={"paper": PAPER, "steps": d_step},
+      extra=_extra(PAPER, d_card, d_cfg, d_step),
   )
   s_card = _card(
       names["sscd"],
@@ -276,9 +276,19 @@ def release(descriptor, matcher, sscd, *, tag: str) -> dict:
           "protocol": {"search": "knn", "k": 10, **chosen["SSCD"]},
       },
       card=s_card,
-      extra={"paper": SSCD_PAPER, "steps": s_step},
+      extra=_extra(SSCD_PAPER, s_card, s_cfg, s_step),
   )
   return out
+
+
+def _extra(paper: str, card: cards.Card, config, step: int) -> dict:
+  """What config.json records beside the weights: the paper, the config and how it ran."""
+  return {
+      "paper": paper,
+      "config": card.config_spec,
+      "steps": step,
+      "train_config": as_dict(config),
+  }
 
 
 def _card(name, config, workdir, step, summary, counts, tables) -> cards.Card:
