@@ -81,6 +81,7 @@ def describer(fresh_weights):
   return Describer(provjax.load("simprov.test"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shards", [1, 2])
 def test_add_remove_change_each_followed_by_a_sync(
     fresh_weights, describer, tmp_path, capsys, shards

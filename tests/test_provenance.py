@@ -189,6 +189,7 @@ def test_sharded_build_matches_single_gallery(fresh_weights, tmp_path, capsys):
   np.testing.assert_array_equal(one.thumbs(i1[0]), sharded.thumbs(i2[0]))
 
 
+@pytest.mark.slow
 def test_query_reports_each_failure_on_its_own_line(fresh_weights, tmp_path, capsys, monkeypatch):
   paths = _images(tmp_path / "db", 3)
   corrupt = tmp_path / "corrupt.png"

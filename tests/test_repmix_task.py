@@ -54,6 +54,7 @@ def _train_quick(workdir, data_dir, flags=""):
   return train(config, workdir, progress=False)
 
 
+@pytest.mark.slow
 def test_one_training_step_with_mixing(tmp_path, genzoo_data):
   result = _train_quick(tmp_path / "w", genzoo_data)
   assert result.step == 2 and np.isfinite(result.metrics["loss"]) and result.metrics["loss"] > 0

@@ -131,6 +131,7 @@ def test_local_correlation_and_adaptive_pool_match_naive_loops():
       np.testing.assert_allclose(pooled[0, i, j], f[0, r0:r1, c0:c1].mean((0, 1)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_warp_module_learns_translation_and_rotation():
   ref, query = _pair()
   with nnx.use_eager_sharding(False):

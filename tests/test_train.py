@@ -64,6 +64,7 @@ SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_training_matches_single_device(tmp_path):
   """5 steps on a (4, 2) mesh of 8 simulated devices == 5 steps on one device."""
   proc = subprocess.run(
@@ -93,6 +94,7 @@ def _restore_params(workdir):
   return step, nnx.state(model, nnx.Param)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   data_dir = tmp_path / "tfds"
   extra = ["--config.train.steps=16", "--config.train.ckpt_every=2"]
@@ -141,6 +143,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_nan_guard_stops_with_clear_message(tmp_path):
   proc = subprocess.run(
       _train_cmd(
@@ -159,6 +162,7 @@ def test_nan_guard_stops_with_clear_message(tmp_path):
   assert "non-finite metrics" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_stops_cleanly(tmp_path):
   workdir = tmp_path / "term"
   proc = subprocess.Popen(

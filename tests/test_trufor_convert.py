@@ -58,6 +58,7 @@ def _sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
+@pytest.mark.slow
 def test_detect_reproduces_the_official_outputs(converted, tmp_path, capsys, monkeypatch):
   """Converted weights run through `provjax detect` give the official map, conf, score, np++."""
   monkeypatch.setenv("PROVJAX_CHECKPOINTS", str(converted.parent))
@@ -88,6 +89,7 @@ def test_detect_reproduces_the_official_outputs(converted, tmp_path, capsys, mon
   assert line["score"] == pytest.approx(float(expected["score"]), abs=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_released_folder_records_the_source(converted):
   folder = converted
   meta = json.loads((folder / "config.json").read_text())

@@ -143,6 +143,7 @@ def _tsv_values() -> int:
   return total
 
 
+@pytest.mark.slow
 def test_b2_has_the_official_parameter_count(tiny):
   b2 = nnx.eval_shape(lambda: provjax.create_model("trufor.b2"))
   assert trufor.count_values(b2) == _tsv_values() == 68_705_510 - 25

@@ -23,6 +23,9 @@ from provjax.forgery import robustness
 from provjax.forgery.detect import Detector
 from provjax.metrics import forgery as metrics
 
+# Heavy (about 2.5 min on 2 cores): run with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
 RELEASE = "trufor.synth-v1"
 COUNT = 96  # 48 authentic (skipped: no detection floor), 16 of each edit kind
 RESOLUTION = 160  # the training resolution of the release

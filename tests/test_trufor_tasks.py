@@ -73,11 +73,13 @@ def runs(tmp_path_factory):
   )
 
 
+@pytest.mark.slow
 def test_phase2_starts_from_the_phase1_extractor(runs):
   assert _equal(runs["before"]["dncnn"], _pure(runs["ph1"].models["model"]))
   assert not _equal(runs["before"]["dncnn"], _pure(runs["ph1_start"]))
 
 
+@pytest.mark.slow
 def test_phase2_trains_encoder_and_loc_head_only(runs):
   after = _parts(runs["ph2"].models["model"])
   before = runs["before"]
@@ -90,6 +92,7 @@ def test_phase2_trains_encoder_and_loc_head_only(runs):
   assert np.isfinite(runs["ph2"].metrics["loss"]) and {"ce", "dice"} <= set(runs["ph2"].metrics)
 
 
+@pytest.mark.slow
 def test_phase3_starts_from_phase2_and_trains_the_heads_only(runs):
   start = _parts(runs["ph2"].models["model"])
   after = _parts(runs["ph3"].models["model"])
@@ -100,6 +103,7 @@ def test_phase3_starts_from_phase2_and_trains_the_heads_only(runs):
   assert {"conf", "det", "det_acc"} <= set(runs["ph3"].metrics)
 
 
+@pytest.mark.slow
 def test_phase3_evaluation_on_full_images(runs):
   config = runs["ph3_config"]
   config.eval.num_images = 2  # an authentic image and a splice (forgery.kind_of)
@@ -130,6 +134,7 @@ def test_phase3_report_per_edit_kind():
   assert out["det_bacc"] == pytest.approx((1 / 3 + 1) / 2)
 
 
+@pytest.mark.slow
 def test_phase1_step_moves_the_extractor(runs):
   result, config = runs["ph1"], runs["ph1_config"]
   assert np.isfinite(result.metrics["loss"]) and 0 <= result.metrics["nn_accuracy"] <= 1
