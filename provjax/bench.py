@@ -35,11 +35,11 @@ def print_rows(rows: list[dict] | None) -> None:
   """A `|`-separated table; nothing for a section that printed its own (None)."""
   if not rows:
     return
-  cols = list(rows[0])
+  cols = list(dict.fromkeys(c for r in rows for c in r))  # every row's columns, in order
   fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
   print(" | ".join(cols))
   for r in rows:
-    print(" | ".join(fmt(r[c]) for c in cols), flush=True)
+    print(" | ".join(fmt(r[c]) if c in r else "-" for c in cols), flush=True)
 
 
 def run(only=None, quick: bool = False) -> None:

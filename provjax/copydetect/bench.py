@@ -6,7 +6,8 @@
               k = 10) over 1M random unit references of 256 dims, exact (JAX
               matmul top-k, blocked) and ScaNN (the retrieval package's
               defaults for 1M rows), with the setup time (compile / index
-              build) and ScaNN's recall@10 against exact beside them.
+              build) and the share of queries (noisy copies of one reference
+              each) whose copy is ranked first.
 
 `SECTIONS` maps each name to (title, fn); `fn(quick, peak)` returns table rows.
 """
@@ -53,11 +54,12 @@ def _knn_rows(quick: bool, repeats: int) -> list[dict]:
   n, d, nq, k = (100_000 if quick else 1_000_000), 256, 1000, 10
   refs = rng.standard_normal((n, d), dtype=np.float32)
   refs /= np.linalg.norm(refs, axis=1, keepdims=True)
-  queries = refs[rng.choice(n, nq, replace=False)] + 0.05 * rng.standard_normal((nq, d))
+  planted = rng.choice(n, nq, replace=False)  # each query is a noisy copy of one reference
+  queries = refs[planted] + 0.05 * rng.standard_normal((nq, d))
   queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
   db = exact.to_device(refs)
   start = time.perf_counter()
-  _, truth = exact.topk(db, queries[:8], k)  # compile
+  exact.topk(db, queries[:8], k)  # compile
   setup = {"exact": time.perf_counter() - start}
   start = time.perf_counter()
   params = scann_backend.scann_params(n)
@@ -67,12 +69,11 @@ def _knn_rows(quick: bool, repeats: int) -> list[dict]:
       "exact": lambda: exact.topk(db, queries, k),
       "scann": lambda: scann_backend.search(searcher, queries, k, reorder=params.get("reorder")),
   }
-  _, truth = runs["exact"]()
   rows = []
   for backend, run in runs.items():
     sec = median_seconds(run, repeats=repeats)
     _, found = run()
-    recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)])
+    found_copy = np.mean(found[:, 0] == planted)
     rows.append(
         {
             "what": f"kNN k={k}, {backend}",
@@ -81,7 +82,7 @@ def _knn_rows(quick: bool, repeats: int) -> list[dict]:
             "per second": nq / sec,
             "ms/batch": 1e3 * sec,
             "setup s": setup[backend],
-            "recall@10 vs exact": recall,
+            "copy ranked 1st": found_copy,
         }
     )
   return rows
