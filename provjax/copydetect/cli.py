@@ -23,7 +23,8 @@ object: counts, the protocol used, and the files written.
 
 The protocol defaults to what the release chose on held-back data (see the
 model card): k nearest references per query by descriptor similarity, score
-normalisation against --background when one is given, and matcher re-scoring
+normalisation against --background when one is given (without one, scores are
+not normalised), and matcher re-scoring
 of the top candidates when the weights name a matcher. --model thumbnail
 runs the classical reference (16 x 16 grayscale thumbnails, cosine).
 
@@ -105,13 +106,16 @@ def cmd_copydetect(args) -> int:
       raise ValueError(f"{flag} {folder}: not a directory")
   if args.background and not os.path.isdir(args.background):
     raise ValueError(f"--background {args.background}: not a directory")
+  if not args.background and ((args.score_norm or "none") != "none" or args.pcaw):
+    raise ValueError("--score-norm / --pcaw need --background DIR (images that are neither)")
   det = CopyDetector.load(
       args.model,
       matcher=args.matcher,
       search=args.search,
       k=args.k,
-      score_norm=args.score_norm,
-      pcaw=args.pcaw,
+      # The released protocol may normalise scores; without a background set it cannot.
+      score_norm=args.score_norm or (None if args.background else "none"),
+      pcaw=args.pcaw if args.background else 0,
       rescore=args.rescore,
       query_crops=args.query_crops,
       backend=args.backend,
