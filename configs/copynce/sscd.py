@@ -8,6 +8,9 @@ lr 0.3 x B / 256, wd 1e-6, 5 warm-up epochs then cosine; here AdamW stands in
 for LARS, which optax has but the trainer's optimizer table does not). KoLeo
 weight 10, the value SSCD's docs recommend for new setups (the paper's 30 is
 `--config.loss.koleo=30`). `quick` is a two-step smoke run.
+
+Last run (released as sscd.synth-v1): 800 steps of 48 view pairs, same photo folder; val µAP
+0.28; test µAP 0.23, RP90 0.00, R@1 0.38.
 """
 
 import ml_collections
