@@ -40,6 +40,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+  if args.benchmark in args.system_evals:
+    return args.system_evals[args.benchmark](args)
   if args.benchmark == "isc":
     from provjax.copydetect.isc_io import evaluate_files
 
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   parser.add_argument("--version", action="version", version=f"provjax {__version__}")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  plugins = systems.plugins("cli")
 
   p = sub.add_parser("models", help="list the zoo (architectures, or released weights)")
   p.add_argument("--pretrained", action="store_true", help="list released weights (arch.tag)")
@@ -106,13 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
       help="evaluate a training work dir or released weights, or score ISC predictions",
       epilog="eval isc --gt GT.csv --preds PREDS.csv prints the official ISC2021 metrics as JSON",
   )
-  p.add_argument("benchmark", nargs="?", choices=["isc"], help="isc: score an ISC prediction CSV")
+  # Benchmarks a system scores itself: its cli module's `add_evals(parser)` adds their flags
+  # and returns {name: (fn(args), summary)}.
+  system_evals = {}
+  for module in plugins:
+    if hasattr(module, "add_evals"):
+      system_evals.update(module.add_evals(p))
+  summaries = {"isc": "score an ISC prediction CSV"}
+  summaries.update({name: summary for name, (_, summary) in system_evals.items()})
+  p.add_argument(
+      "benchmark",
+      nargs="?",
+      choices=list(summaries),
+      help="; ".join(f"{name}: {summary}" for name, summary in summaries.items()),
+  )
   p.add_argument("--config", help="configs/<system>/<exp>.py[:variant]")
   p.add_argument("--checkpoint", help="a --workdir of `provjax train`, or arch.tag")
   p.add_argument("--gt", help="ISC ground-truth CSV (query_id,reference_id)")
   p.add_argument("--preds", help="ISC prediction CSV (query_id,reference_id,score)")
   p.add_argument("--max-results", type=int, default=None, help="reject more predictions than this")
-  p.set_defaults(fn=_cmd_eval)
+  p.set_defaults(fn=_cmd_eval, system_evals={k: fn for k, (fn, _) in system_evals.items()})
 
   p = sub.add_parser("bench", help="speed and throughput figures (printed, not asserted)")
   p.add_argument("--only", nargs="*", default=None, help="subset of benchmarks to run")
@@ -121,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("convert", help="official PyTorch weights -> a released-weights folder")
   convert = p.add_subparsers(dest="system", required=True, metavar="SYSTEM")
-  for module in systems.plugins("cli"):  # each system package registers its own commands
+  for module in plugins:  # each system package registers its own commands
     module.add_commands(sub)
     if hasattr(module, "add_converters"):  # and its converters under `convert`
       module.add_converters(convert)

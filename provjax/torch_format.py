@@ -11,8 +11,9 @@ view of its storage and copies it out.
     weights = load_state_dict("trufor.pth.tar")   # {key: np.ndarray}
 
 A `.npz` with the same keys is read as well. A checkpoint dict whose
-"state_dict" or "model" entry is a dict (e.g. TruFor's {"epoch": ...,
-"state_dict": ...}, CopyNCE's {"model": ..., "epoch": n}) yields that entry;
+"state_dict", "model" or "generator" entry is a dict (e.g. TruFor's {"epoch": ...,
+"state_dict": ...}, CopyNCE's {"model": ..., "epoch": n}, SafePaint's
+{"iteration": n, "generator": ...}) yields that entry;
 a `module.` prefix (DataParallel) is removed.
 """
 
@@ -139,7 +140,7 @@ def _read_torch_zip(path: Path):
 
 
 # Entries under which training checkpoints keep the state dict, tried in order.
-_WRAPPERS = ("state_dict", "model")
+_WRAPPERS = ("state_dict", "model", "generator")
 
 
 def _unwrap(obj):

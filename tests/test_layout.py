@@ -97,6 +97,9 @@ def _allowed(node: str) -> set[str]:
     return SHARED | TASKS
   if node in TRAIN:
     return SHARED | TASKS | TRAIN
+  if node == "inpainting":
+    # SafePaint is measured against (and red-teams) the zoo's own TruFor detector.
+    return SHARED | TASKS | TRAIN | {"forgery"}
   if node in SYSTEMS:
     return SHARED | TASKS | TRAIN  # not each other, not the runners
   if node in RUNNERS:

@@ -38,6 +38,16 @@ records, pixel F1_best 0.46 / 0.48 / 0.46 at steps 500 / 1000 / 1500, F1@0.5
 To make the forgeries from a folder of your own photographs (split by source,
 see provjax.data.folder and provjax.data.splits), add
 `--config.data.photo_dir=/usr/share/doc/opencv-doc/examples/data`.
+
+To fine-tune on forgeries made elsewhere, e.g. SafePaint fills (the blue
+team of the red-team loop; provjax.inpainting.fills.write_fill_folder writes
+them), add `--config.data.folder=DIR` (the generic layout: fake/ + masks/ +
+real/, provjax.data.forensics): its images make `data.folder_fraction` of
+the batches (default 1.0, all; 0.5 keeps half synthetic so the detector does
+not forget splices and copy-moves), each part class-balanced at
+`data.fake_fraction`. Make DIR from training photographs only, never from
+what the evaluation (`--config.eval.benchmark=folder
+--config.eval.manual_dir=OTHER_DIR`) then scores.
 """
 
 import ml_collections
@@ -61,6 +71,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       count=4000 if small else 100_000,
       seed=0,
       photo_dir=None,  # a folder of photographs to forge from; None: the bundled photos
+      # A folder of forgeries in the generic layout (fake/ masks/ real/, provjax.data.forensics),
+      # e.g. SafePaint fills (provjax.inpainting.fills): this share of the records, the rest
+      # synthetic. None: synthetic only.
+      folder=None,
+      folder_fraction=1.0,
       crop=128 if small else 512,
       fake_fraction=0.5,  # class-balanced batches
       aug=dict(scale_p=0.5, scale_limit=0.5, jpeg_p=0.5, jpeg_range=(30, 100)),

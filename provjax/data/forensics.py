@@ -2,7 +2,11 @@
 
 None of these can be downloaded automatically: each builder reads a folder
 the user unpacked (`manual_dir`) and writes its `test` split as ArrayRecord.
-Every builder accepts two layouts, tried in this order:
+A further builder, `folder` (provjax_forgery_folder), reads only the generic
+layout: any folder of forgeries made elsewhere (e.g. SafePaint fills written
+by provjax.inpainting.fills), as an evaluation benchmark or as TruFor's
+training source (`config.data.folder`, provjax.tasks.trufor_loc).
+Every other builder accepts two layouts, tried in this order:
 
 * the generic layout, chosen whenever `manual_dir` holds both `fake/` and
   `masks/`: forged images in `fake/`, each with a mask of the same stem (any
@@ -393,6 +397,19 @@ class ProvjaxCocoglide(_Benchmark):
     return entries + [Entry(p, 0, "authentic") for p in _images(_child(root, "real"))]
 
 
+class ProvjaxForgeryFolder(_Benchmark):
+  """Any folder of forgeries in the generic layout, and nothing else.
+
+  Forgeries made by provjax itself (provjax.inpainting.fills writes SafePaint
+  fills this way) or converted from any dataset. Kinds are b"forged" and
+  b"authentic"; the single split is named `test` like every benchmark's, also
+  when TruFor trains on it.
+  """
+
+  def _layout(self, root: Path) -> list[Entry]:
+    return []  # the generic layout is tried first; there is no other
+
+
 BENCHMARKS = {
     "casia1": ProvjaxCasia1,
     "casia2": ProvjaxCasia2,
@@ -401,6 +418,7 @@ BENCHMARKS = {
     "nist16": ProvjaxNist16,
     "dso1": ProvjaxDso1,
     "cocoglide": ProvjaxCocoglide,
+    "folder": ProvjaxForgeryFolder,
 }
 
 

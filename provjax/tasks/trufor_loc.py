@@ -10,6 +10,11 @@ Batch contract (`SCHEMA`): `image` [B, S, S, 3] uint8 crops and `label`
 smaller than S are padded; the padded pixels enter the model as RGB 127.5
 (before /256) and are ignored by the loss.
 
+Data (`train_data`): class-balanced crops of the synthetic forgery builder's
+train split, of a folder of forgeries in the generic layout
+(`config.data.folder`, e.g. SafePaint fills), or of both in fixed
+proportion (`config.data.folder_fraction`).
+
 Loss: 0.3 * CE(weights [0.5, 2.5], ignore -1) + 0.7 * Dice. Optimizer: SGD
 momentum 0.9, weight decay 5e-4 on kernels only (no biases, no norm
 parameters), poly-0.9 learning-rate decay.
@@ -177,37 +182,126 @@ def make_crop(record, rng: np.random.Generator, *, crop: int, aug) -> dict:
   return {"image": out, "label": label}
 
 
-def balanced_batches(source, config, map_fn, *, fake_fraction: float, start_step: int = 0):
-  """Infinite batches mixing forged and authentic records at `fake_fraction`.
+def index_labels(count: int) -> np.ndarray:
+  """The classes of the synthetic builder's first `count` records, known from their index."""
+  return np.array([int(forgery.kind_of(i) != "authentic") for i in range(count)], np.int64)
 
-  Each class is its own shuffled, repeated list (the record kinds are known
-  from their index, `forgery.kind_of`), and the two lists are interleaved in
-  fixed proportion, so with fraction 0.5 and an even batch every batch is
-  exactly half forged. Batch i is a pure function of (seed, i), so a resumed
-  run continues where it stopped.
+
+def record_labels(source) -> np.ndarray:
+  """Each record's class from its `label` (1 forged, 0 authentic), read once."""
+  return np.array([int(source[i]["label"]) for i in range(len(source))], np.int64)
+
+
+def balanced_stream(
+    source, labels, *, fake_fraction: float, seed: int, name: str = "the training source"
+) -> grain.MapDataset:
+  """This process's infinite stream of `source`'s records, forged ones at `fake_fraction`.
+
+  Each class (`labels`: 1 forged, 0 authentic per record) is its own shuffled,
+  repeated list (seeds `seed` and `seed + 1`), and the two lists are
+  interleaved in fixed proportion, so with fraction 0.5 every two records
+  hold one of each. Record i of the stream is a pure function of (seed, i).
+
+  Raises:
+    ValueError: if a class the fraction asks for has no records in `source`.
   """
   index, count = jax.process_index(), jax.process_count()
-  per_process = config.train.batch_size // count
-  fakes = [i for i in range(len(source)) if forgery.kind_of(i) != "authentic"]
-  reals = [i for i in range(len(source)) if forgery.kind_of(i) == "authentic"]
-  lists = [
-      grain.MapDataset.source(ids)[index::count].shuffle(seed=config.seed + k).repeat()
-      for k, ids in enumerate((fakes, reals))
-  ]
-  ds = grain.MapDataset.mix(lists, weights=[fake_fraction, 1.0 - fake_fraction])
+  labels = np.asarray(labels)
+  lists, weights = [], []
+  for k, (label, weight) in enumerate(((1, fake_fraction), (0, 1.0 - fake_fraction))):
+    if weight <= 0:  # grain mixes positive weights only
+      continue
+    ids = np.flatnonzero(labels == label).tolist()[index::count]
+    if not ids:
+      kind = "forged" if label else "authentic"
+      raise ValueError(f"{name} has no {kind} records for {weight:.0%} of the batches")
+    lists.append(grain.MapDataset.source(ids).shuffle(seed=seed + k).repeat())
+    weights.append(weight)
+  order = lists[0] if len(lists) == 1 else grain.MapDataset.mix(lists, weights=weights)
+  return order.map(lambda i: source[int(i)])
+
+
+def batches(records: grain.MapDataset, config, map_fn, *, start_step: int = 0):
+  """Infinite batches of `map_fn(record, rng)` over a record stream, from batch `start_step`.
+
+  Each process takes its share of `config.train.batch_size`; the random
+  stream of `map_fn` depends on the position only, so batch i is a pure
+  function of (seed, i) and a resumed run continues where it stopped.
+  """
+  index, count = jax.process_index(), jax.process_count()
   map_seed = int(np.random.SeedSequence([config.seed, index]).generate_state(1)[0])
-  ds = ds.map(lambda i: source[int(i)]).random_map(map_fn, seed=map_seed)
-  ds = ds.batch(per_process, drop_remainder=True)
+  ds = records.random_map(map_fn, seed=map_seed)
+  ds = ds.batch(config.train.batch_size // count, drop_remainder=True)
   return pipeline.iterate(ds, start=start_step, num_threads=config.data.get("num_threads", 2))
 
 
-def train_data(config, *, start_step: int = 0):
-  """Class-balanced crops of the synthetic forgery builder's train split."""
-  map_fn = functools.partial(make_crop, crop=config.data.crop, aug=config.data.aug)
+def balanced_batches(source, config, map_fn, *, fake_fraction: float, start_step: int = 0):
+  """Infinite batches of a synthetic source, forged and authentic records at `fake_fraction`.
+
+  The classes are known from the index (`forgery.kind_of`). With fraction
+  0.5 and an even batch every batch is exactly half forged; batch i is a
+  pure function of (seed, i) (`balanced_stream`, `batches`).
+  """
+  labels = index_labels(len(source))
+  records = balanced_stream(source, labels, fake_fraction=fake_fraction, seed=config.seed)
+  return batches(records, config, map_fn, start_step=start_step)
+
+
+def folder_share(data_config) -> float:
+  """The share of training records taken from `data.folder`: 0 without one."""
+  if not data_config.get("folder"):
+    return 0.0
+  share = float(data_config.get("folder_fraction", 1.0))
+  if not 0.0 < share <= 1.0:
+    raise ValueError(f"data.folder_fraction must be in (0, 1]; the config says {share}")
+  return share
+
+
+def synthetic_stream(config) -> grain.MapDataset:
+  """Class-balanced records of the synthetic forgery builder's train split."""
   source = forgery.source_from_config(config.data, "train")
-  return balanced_batches(
-      source, config, map_fn, fake_fraction=config.data.fake_fraction, start_step=start_step
+  labels = index_labels(len(source))
+  return balanced_stream(source, labels, fake_fraction=config.data.fake_fraction, seed=config.seed)
+
+
+def folder_stream(config) -> grain.MapDataset:
+  """Class-balanced records of `config.data.folder` (the forensics `folder` builder).
+
+  Its classes come from its records' `label`; its lists shuffle with seeds of
+  their own (the synthetic ones use seed and seed + 1).
+  """
+  d = config.data
+  folder = os.path.expanduser(d.folder)
+  source = forensics.load_benchmark("folder", folder, data_dir=os.path.expanduser(d.data_dir))
+  return balanced_stream(
+      source,
+      record_labels(source),
+      fake_fraction=d.fake_fraction,
+      seed=config.seed + 2,
+      name=folder,
   )
+
+
+def train_data(config, *, start_step: int = 0):
+  """Class-balanced crops of the synthetic train split, of `config.data.folder`, or of both.
+
+  `data.folder` is a folder of forgeries in the generic layout (fake/ +
+  masks/ + real/, e.g. SafePaint fills written by provjax.inpainting.fills):
+  its records make `data.folder_fraction` of the stream (1.0: all of it), the
+  synthetic builder's train split the rest, interleaved in fixed proportion.
+  Each part is class-balanced at `data.fake_fraction` on its own, so the
+  whole stream is too.
+  """
+  share = folder_share(config.data)
+  parts = []
+  if share < 1.0:
+    parts.append((synthetic_stream(config), 1.0 - share))
+  if share > 0.0:
+    parts.append((folder_stream(config), share))
+  streams, weights = (list(x) for x in zip(*parts))
+  records = streams[0] if len(streams) == 1 else grain.MapDataset.mix(streams, weights=weights)
+  map_fn = functools.partial(make_crop, crop=config.data.crop, aug=config.data.aug)
+  return batches(records, config, map_fn, start_step=start_step)
 
 
 # -------------------------------------------------------------- evaluation ---

@@ -1,0 +1,1 @@
+"""SafePaint application: `inpaint`, evaluation, red-team loop, release, bench."""
