@@ -213,7 +213,13 @@ def load(name: str) -> nnx.Module:
   meta = json.loads((folder / "config.json").read_text())
   abstract = nnx.eval_shape(lambda: registry.create_model(meta["arch"], **meta["overrides"]))
   graphdef, abstract_state = nnx.split(abstract)
-  target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+  # Restored onto one local device whatever mesh is active (inside a training run's mesh the
+  # abstract shardings name an AbstractMesh, which Orbax cannot place); a caller that wants the
+  # weights sharded places them itself.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_state
+  )
   with ocp.StandardCheckpointer() as ckptr:
     state = ckptr.restore((folder / "weights").absolute(), target)
   model = nnx.merge(graphdef, state)

@@ -187,6 +187,7 @@ def _pure(module) -> dict:
   return jax.tree.map(np.array, nnx.to_pure_dict(nnx.state(module)))
 
 
+@pytest.mark.slow  # compiling the phase-2 TruFor step (~15 s on 2 cores)
 def test_one_phase2_step_on_the_fills(tmp_path, folder, quick_compiles):
   config = _config(tmp_path, folder[0])
   batch = next(trufor_loc.train_data(config))

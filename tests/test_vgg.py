@@ -199,6 +199,7 @@ def test_folding_batch_norm_keeps_the_eval_taps():
     vgg.fold_batch_norm(plain)
 
 
+@pytest.mark.slow  # a real compile of the VGG + head step (~18 s on 2 cores)
 def test_one_training_step_changes_the_vgg_and_the_head():
   config = load_config(f"{ROOT}/configs/safepaint/vgg.py:tiny,quick")
   config.optimizer.schedule = "constant"  # the warm-up schedule's first step has lr 0

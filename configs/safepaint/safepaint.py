@@ -7,8 +7,8 @@
 (specs/safepaint.md section 3: Adam 2e-4, betas 0.5 / 0.999, batch 4, seed
 10, 1e6 iterations, a checkpoint every 1,000, horizontal flips, random
 masks), with VGG19 ImageNet features converted by the user (`provjax
-convert vgg19 FILE --name vgg.imagenet`). `:tiny` is the half-width
-generator and discriminator at 128 x 128 with the zoo's own VGG features
+convert vgg19 FILE --name vgg.imagenet`). `:tiny` is the quarter-width,
+two-ResBlock generator and discriminator at 128 x 128 with the zoo's own VGG features
 (`vgg.synth-v1`, trained with configs/safepaint/vgg.py), for a CPU; its
 crops take 50-100 % of the shorter side (scale augmentation for a small
 train split) where `:full` takes the whole square, as the official loader.
@@ -17,7 +17,13 @@ bundled photographs and procedural images, or `--config.data.photo_dir=DIR`.
 
 `--config.loss.joint_backward=true` reproduces the official single backward
 pass, in which the discriminator also descends the generator's adversarial
-term; the default separates the two updates. `--config.vgg=""` trains with
+term; the default separates the two updates. `:tiny,redteam=DIR` is the red-team round: it starts the generator and the
+discriminator from the work dir DIR (init_from) and fine-tunes them with the
+frozen `trufor.synth-v1` in the loss (`redteam.detector`; `redteam.weight`
+times its mean forged-probability over the hole), so the zoo's detector finds
+less of the fills. The blue-team round fine-tunes TruFor on the fills
+(configs/trufor/ph2.py `data.folder`); the card shows both rounds.
+`--config.vgg=""` trains with
 random VGG features: for tests only. `,quick` is a two-step smoke run at 64 px.
 
 Last run: not yet run.
@@ -61,6 +67,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       # The official [B, 16, 1, 1] codes make the triplet distance per element.
       domain_per_element=True,
   )
+  # Red team: with a released TruFor named here, the generator also descends `weight` x that
+  # frozen detector's mean forged-probability over the hole (start from a trained SafePaint
+  # with --config.init_from=DIR).
+  c.redteam = dict(detector="", weight=1.0)
+  options = dict(f.split("=", 1) for f in flags if "=" in f)
   c.optimizer = dict(lr=2e-4, b1=0.5, b2=0.999, schedule="constant")
   c.train = dict(
       steps=3000 if small else 1_000_000,
@@ -72,7 +83,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       allow_config_change=False,
   )
   c.eval = dict(split="val", num_images=16, num_pictures=3)
-  c.init_from = ""
+  # The red-team round starts from a trained run's generator and discriminator.
+  source = options.get("redteam")
+  c.init_from = [f"{source}:generator", f"{source}:discriminator"] if source else ""
   c.mesh = dict(shape=(-1, 1))
   c.sharding_rules = [
       ["conv_in", None],
@@ -81,6 +94,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       ["embed_out", "model"],
       ["head", None],
   ]
+  if source:
+    c.redteam.detector = "trufor.synth-v1"
   if "quick" in flags:
     c.data.update(resolution=64, num_train=4, num_val=4, num_test=4, size=64, num_threads=1)
     c.train.update(steps=2, log_every=1, ckpt_every=2, eval_every=2)

@@ -29,6 +29,11 @@ towards calling the fakes real (the spec's quirk; off by default). D runs on
 I, stop_gradient(O2) and O2 in that order, in training mode, so its spectral
 norms advance three power iterations per step as in the official code.
 
+Red team (`config.redteam.detector` names a released TruFor, frozen as
+`detector`): the generator also descends L_red = redteam.weight x the
+detector's mean forged-probability over the hole of C2, so the fill learns
+to pass the zoo's own forensic detector.
+
 Data: the `provjax_inpainting` train split (provjax.data.inpainting), a
 random square crop of `data.crop_scale` of the shorter side resized to
 `data.size` (bicubic, PIL's default resize as the official loader), a
@@ -85,8 +90,20 @@ def _placed_like(loaded: nnx.Module, target: nnx.Module) -> nnx.Module:
   return target
 
 
+def released_frozen(name: str, rngs: nnx.Rngs, hint: str) -> nnx.Module:
+  """Released weights `name`, placed on the active mesh (a frozen part: no optimizer names it)."""
+  if name not in weights.released():
+    raise ValueError(
+        f"the config names the released weights {name!r}, which are not installed "
+        f"(looked in {weights.root()}); {hint}"
+    )
+  meta = weights.read_config(name)
+  fresh = registry.create_model(meta["arch"], rngs=rngs, **meta.get("overrides", {}))
+  return _placed_like(weights.load(name), fresh)
+
+
 def frozen_vgg(config, rngs: nnx.Rngs) -> nnx.Module:
-  """The loss network: the released weights `config.vgg` names, placed on the active mesh.
+  """The loss network: the released weights `config.vgg` names.
 
   `config.vgg = ""` builds randomly initialised features instead (RANDOM_VGG);
   that is for tests only, since random features make the perceptual and
@@ -94,15 +111,12 @@ def frozen_vgg(config, rngs: nnx.Rngs) -> nnx.Module:
   """
   if not config.vgg:
     return registry.create_model(RANDOM_VGG[config.model.variant], rngs=rngs)
-  if config.vgg not in weights.released():
-    raise ValueError(
-        f"config.vgg names the loss network's weights {config.vgg!r}, which are not installed "
-        f"(looked in {weights.root()}); train them with configs/safepaint/vgg.py and release them, "
-        "or convert torchvision's VGG19 with `provjax convert vgg19 FILE --name vgg.imagenet`"
-    )
-  meta = weights.read_config(config.vgg)
-  fresh = registry.create_model(meta["arch"], rngs=rngs, **meta.get("overrides", {}))
-  return _placed_like(weights.load(config.vgg), fresh)
+  return released_frozen(
+      config.vgg,
+      rngs,
+      "train them with configs/safepaint/vgg.py and release them, or convert torchvision's "
+      "VGG19 with `provjax convert vgg19 FILE --name vgg.imagenet`",
+  )
 
 
 def create_models(config, rngs: nnx.Rngs) -> dict:
@@ -115,7 +129,29 @@ def create_models(config, rngs: nnx.Rngs) -> dict:
           f"patchgan.{m.variant}", rngs=rngs, **m.get("discriminator", {})
       ),
       "vgg": frozen_vgg(config, rngs),
+      **red_team_detector(config, rngs),
   }
+
+
+def red_team_detector(config, rngs: nnx.Rngs) -> dict:
+  """{"detector": the frozen TruFor the red-team term fools}, or {} when the term is off."""
+  red = config.get("redteam", {})
+  if not red.get("detector"):
+    return {}
+  hint = "release or convert a TruFor first (provjax convert trufor FILE --name trufor.TAG)"
+  return {"detector": released_frozen(red.detector, rngs, hint)}
+
+
+def detected_in_hole(detector, merged, masks) -> jax.Array:
+  """The frozen TruFor's mean forged-probability over the hole of the merged fill (eval mode).
+
+  TruFor reads uint8 / 256 (provjax.models.trufor.preprocess); the merged
+  output in [0, 1] is put on that scale without rounding, so the term stays
+  differentiable with respect to the hole's pixels.
+  """
+  out = detector(merged * (255.0 / 256.0))
+  forged = jax.nn.softmax(out["loc_logits"], axis=-1)[..., 1:2]
+  return jnp.sum(forged * masks) / jnp.maximum(jnp.sum(masks), 1.0)
 
 
 def adam(cfg, steps: int) -> optax.GradientTransformation:
@@ -155,8 +191,12 @@ def vgg_features(vgg, stacks: list[jax.Array]) -> list[dict]:
   return [{k: f[i * b : (i + 1) * b] for k, f in feats.items()} for i in range(len(stacks))]
 
 
-def objective(generator, discriminator, vgg, images, masks, w):
-  """(the sum of every term, (terms, d_real, d_fake)); see the module docstring."""
+def objective(generator, discriminator, vgg, images, masks, w, detector=None, red=None):
+  """(the sum of every term, (terms, d_real, d_fake)); see the module docstring.
+
+  With a `detector` (the red-team option), the generator also descends
+  `red.weight` x the detector's mean forged-probability over the hole.
+  """
   out = generator(images, masks, train=True)
   o1, o2 = out["o1"], out["o2"]
   d_real = discriminator(images, train=True)
@@ -176,6 +216,8 @@ def objective(generator, discriminator, vgg, images, masks, w):
       "l_style": w.style * (losses.style(f_o1m, f_im) + losses.style(f_o2m, f_im)),
       "l_d": 0.5 * (losses.bce(d_real, 1.0) + losses.bce(d_fake, 0.0)),
   }
+  if detector is not None:
+    terms["l_redteam"] = red.weight * detected_in_hole(detector, out["c2"], masks)
   return sum(terms.values()), (terms, d_real, d_fake)
 
 
@@ -187,7 +229,14 @@ def train_step(models, opts, batch, rng, config) -> dict:
   diff = (nnx.DiffState(0, nnx.Param), nnx.DiffState(1, nnx.Param))
   grad_fn = nnx.value_and_grad(objective, argnums=diff, has_aux=True)
   (loss, (terms, d_real, d_fake)), (g_grads, d_grads) = grad_fn(
-      gen, disc, models["vgg"], images, masks, config.loss
+      gen,
+      disc,
+      models["vgg"],
+      images,
+      masks,
+      config.loss,
+      models.get("detector"),
+      config.get("redteam"),
   )
   opts["opt_g"].update(gen, g_grads)
   opts["opt_d"].update(disc, d_grads)
