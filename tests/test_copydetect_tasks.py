@@ -54,9 +54,7 @@ def test_a_pair_carries_exact_overlaps(data_dir):
   # A non-copy of the matcher has no traced pixel: all mass in the dummy bin.
   rng = np.random.default_rng(3)
   kinds = [
-      matcher_task.make_pair(
-          source[0], rng, donors=donors, size=64, patch=8, positive_rate=0.5
-      )
+      matcher_task.make_pair(source[0], rng, donors=donors, size=64, patch=8, positive_rate=0.5)
       for _ in range(12)
   ]
   negatives = [p for p in kinds if p["label"] == 0.0]
@@ -70,6 +68,7 @@ def _train(name, data_dir, workdir):
   return train(_quick(name, data_dir), workdir, progress=False)
 
 
+@pytest.mark.slow  # a real descriptor training run (~25 s)
 def test_descriptor_training_step_and_held_back_figures(data_dir, tmp_path):
   result = _train("descriptor", data_dir, tmp_path / "d")
   assert result.step == 2

@@ -152,6 +152,7 @@ def test_shard_owner_is_a_stable_hash_of_the_relative_path(tmp_path):
   assert owners == {p: owner(p, 2) for p in owners}  # same answer on every host, every run
 
 
+@pytest.mark.slow  # training fresh weights for the gallery (~60 s)
 def test_no_delete_keeps_gone_files_and_query_says_missing(fresh_weights, tmp_path, capsys):
   folder, index = tmp_path / "db", tmp_path / "gallery"
   paths = [_write(folder / f"img{n}.png", n) for n in range(3)]

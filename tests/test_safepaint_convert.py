@@ -200,7 +200,7 @@ def test_an_official_checkpoint_is_unwrapped_and_placed_in_jax_layout(tmp_path, 
   )
   np.testing.assert_array_equal(coarse.decoder[2].bias[...], sd["coarse_generator.decoder.7.bias"])
   np.testing.assert_array_equal(
-      fine.middle[3].conv2.kernel[...], conv("fine_generator.middle.3.conv_block.5.weight")
+      fine.middle[1].conv2.kernel[...], conv("fine_generator.middle.1.conv_block.5.weight")
   )
   np.testing.assert_array_equal(fine.deconv2.kernel[...], conv("fine_generator.deconv2.weight"))
   np.testing.assert_array_equal(

@@ -242,6 +242,7 @@ def test_loss_terms_on_hand_made_cases():
   np.testing.assert_allclose(loss, (0.25 + 1.0) / 2, rtol=1e-6)
 
 
+@pytest.mark.slow  # compiling the comparator's train step (~25 s)
 def test_one_training_step(model):
   batch = _batch()
 

@@ -234,6 +234,7 @@ def test_evaluator_pictures_are_written_beside_metrics(tmp_path):
   assert (tmp_path / "run" / "eval" / "2" / "kernel.png").is_file()
 
 
+@pytest.mark.slow  # a training run from released weights (~25 s)
 def test_init_from_released_weights_into_the_only_module():
   from provjax import weights
   from provjax.config import load_config

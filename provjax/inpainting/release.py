@@ -29,7 +29,7 @@ import numpy as np
 from provjax import cards, weights
 from provjax.data import inpainting as inpainting_data
 from provjax.forgery.detect import Detector
-from provjax.inpainting import evaluate
+from provjax.inpainting import evaluate, fills
 from provjax.inpainting.inpainter import Inpainter
 from provjax.train.evaluate import restore_model, restore_models
 from provjax.train.logging import run_summary
@@ -49,6 +49,17 @@ def pairs(config, split: str, count: int) -> list[tuple[str, np.ndarray, np.ndar
     image, hole = inpainting_data.decode(record)
     out.append((bytes(record["name"]).decode(), image, hole))
   return out
+
+
+def write_train_fills(run, out_dir, *, count: int = 240) -> dict:
+  """The blue team's data: a run's generator fills the first `count` train records' holes.
+
+  Written in the generic forgery layout (provjax.inpainting.fills) for TruFor's
+  `config.data.folder`; train records only, so the test figures stay held out.
+  """
+  config = read(run)
+  model = restore_model(config, run, "generator")[0]
+  return fills.write_fill_folder(pairs(config, "train", count), Inpainter(model), out_dir)
 
 
 def telea_fill():
@@ -211,9 +222,17 @@ def main(argv=None) -> None:
   p.add_argument("--redteam", help="the red-team fine-tune's work dir")
   p.add_argument("--blueteam", help="the blue-team TruFor work dir (ph2 on SafePaint fills)")
   p.add_argument("--tag", default="synth-v1")
+  p.add_argument(
+      "--write-fills",
+      metavar="DIR",
+      help="instead of releasing: write --run's fills of train records to DIR (blue-team data)",
+  )
   p.add_argument("--val-count", type=int, default=48)
   p.add_argument("--test-count", type=int, default=72)
   args = p.parse_args(argv)
+  if args.write_fills:
+    print(json.dumps(write_train_fills(args.run, args.write_fills)))
+    return
   out = release(
       args.run,
       redteam=args.redteam,

@@ -102,10 +102,10 @@ def convert_vgg19(path: str | Path, name: str, *, card=None) -> Path:
 # Splits no training crop comes from (provjax.data.splits); neither chooses anything.
 HELD_BACK = ("test", "gallery")
 TRAINED_SUMMARY = (
-    "SafePaint's feature network (specs/safepaint.md, sections 2 and 6), trained from scratch "
+    "SafePaint's feature network (specs/safepaint.md, the losses), trained from scratch "
     "in the zoo because VGG19's ImageNet weights cannot be downloaded here: VGG19's layout "
     "(provjax.models.vgg) at the variant's widths, learnt by rotation prediction (RotNet, "
-    "Gidaris et al. 2018: which quarter turn a crop was rotated by). Its relu taps feed the "
+    "Gidaris et al., ICLR: which quarter turn a crop was rotated by). Its relu taps feed the "
     "perceptual and style losses; the rotation classifier head is not part of these weights. "
     "Input: RGB in [0, 1], NHWC, no normalisation."
 )
