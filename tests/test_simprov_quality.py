@@ -86,6 +86,7 @@ def test_three_way_verdicts_on_held_back_pairs(models):
   assert out["accuracy"] >= THREE_WAY_FLOOR, out
 
 
+@pytest.mark.slow  # compiles the batched and the one-by-one query paths (~15 s)
 def test_query_many_answers_as_query_one_by_one(engine):
   eng, originals = engine
   rng = np.random.default_rng(11)

@@ -92,6 +92,7 @@ def _batch_stats(model, part):
   return jax.tree.map(np.asarray, nnx.state(getattr(model, part), nnx.BatchStat))
 
 
+@pytest.mark.slow  # two train-mode compiles of the whole model (~25 s on 2 cores)
 @pytest.mark.parametrize(
     "train", [("dncnn", "decode_head", "detection"), ("backbone", "decode_head_conf")]
 )
