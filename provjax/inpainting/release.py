@@ -31,6 +31,7 @@ from provjax.data import inpainting as inpainting_data
 from provjax.forgery.detect import Detector
 from provjax.inpainting import evaluate, fills
 from provjax.inpainting.inpainter import Inpainter
+from provjax.metrics import inpainting as quality_metrics
 from provjax.train.evaluate import restore_model, restore_models
 from provjax.train.logging import run_summary
 from provjax.train.snapshot import as_dict, read
@@ -148,6 +149,8 @@ def release(run, *, redteam=None, blueteam=None, tag: str, val_count=48, test_co
           "config": card.config_spec,
           "steps": card.steps,
           "train_config": as_dict(read(released_run)),
+          # The card's per-bin rows are labelled by these bounds (hole percentage, (lo, hi]).
+          "ratio_bins_percent": [[round(100 * x) for x in b] for b in quality_metrics.RATIO_BINS],
       },
   )
   return {"chosen": chosen, "val": _rows(val_table), "test": rounds}
