@@ -16,6 +16,9 @@ from pathlib import Path
 import sys
 
 from provjax.data.images import IMAGE_EXTENSIONS, failure_line
+
+# The argparse types `detect` and `convert trufor` use, shared rather than copied.
+from provjax.forgery.cli import _existing_file, _released_name
 from provjax.inpainting.fills import write_atomic
 from provjax.inpainting.inpainter import DEFAULT_MAX_PIXELS
 
@@ -58,27 +61,6 @@ def _positive(text: str) -> int:
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
   return value
-
-
-def _existing_file(text: str) -> str:
-  if not Path(text).is_file():
-    raise argparse.ArgumentTypeError(f"{text}: no such file")
-  return text
-
-
-def _released_name(arch: str):
-  """An argparse type: `arch.<tag>`, the name of a released-weights folder."""
-
-  def parse(text: str) -> str:
-    tag = text.removeprefix(f"{arch}.")
-    if tag == text or not tag or "/" in tag or tag.startswith("."):
-      raise argparse.ArgumentTypeError(
-          f"expected {arch}.<tag> (e.g. {arch}.official), got {text!r}"
-      )
-    return text
-
-  parse.__name__ = "name"
-  return parse
 
 
 # ------------------------------------------------------------------ masks ---
