@@ -172,3 +172,76 @@ NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?")
 def numbers(text: str) -> set[str]:
   """Every figure in a text, as written (used to check a card invents none)."""
   return set(NUMBER.findall(text))
+
+
+# ------------------------------------------------------- cards -> results rows ---
+
+_CELL_NUMBER = re.compile(r"^-?(?:\d+(?:\.\d+)?(?:e-?\d+)?|inf)$")
+
+
+def tables(text: str) -> list[tuple[str, list[dict[str, str]]]]:
+  """Every table of a rendered card: (its section title, rows of {column: cell text})."""
+  found, section, header = [], "", None
+  for line in text.splitlines():
+    if line.startswith("## "):
+      section, header = line[3:].strip(), None
+    elif line.startswith("|") and header is None:
+      header = [c.strip() for c in line.strip("|").split("|")]
+      found.append((section, []))
+    elif line.startswith("|---"):
+      continue
+    elif line.startswith("|"):
+      cells = [c.strip() for c in line.strip("|").split("|")]
+      found[-1][1].append(dict(zip(header, cells)))
+    else:
+      header = None
+  return found
+
+
+def split_of(section: str) -> str:
+  """Which data a card section's figures were measured on, from how the card titles it."""
+  title = section.lower()
+  if title.startswith("val") or "validation" in title or "during" in title:
+    return "val"
+  if title.startswith("training"):
+    return "train"
+  if title in ("benchmark", "benchmark setup", "evaluation", "data") or "setup" in title:
+    return "setup"
+  return "test"
+
+
+def figures(text: str) -> list[dict]:
+  """A rendered card's figures as {split, metric, value}, one per numeric table cell.
+
+  `metric` is `<section>: <row key>/<column>`; a metric/value table keys by
+  its metric. A row's key is its non-numeric cells joined by `/` (empty ones
+  left out); where those do not tell the rows apart (a setting given as a
+  number, e.g. how many candidates a matcher re-scores), numeric columns join
+  the key from the left until they do. `-` cells (not measured) are not figures.
+  """
+  out = []
+  for section, rows in tables(text):
+    keys = _key_columns(rows)
+    for row in rows:
+      key = "/".join(row[c] for c in keys if row[c])
+      for column, cell in row.items():
+        if column in keys or not _is_number(cell):
+          continue
+        name = key if column == "value" else f"{key}/{column}"
+        out.append(dict(split=split_of(section), metric=f"{section}: {name}", value=float(cell)))
+  return out
+
+
+def _key_columns(rows: list[dict[str, str]]) -> list[str]:
+  columns = list(rows[0]) if rows else []
+  keys = [c for c in columns if not any(_is_number(r[c]) for r in rows)]
+  for column in columns:
+    if len({tuple(r[c] for c in keys) for r in rows}) == len(rows):
+      break
+    if column not in keys:
+      keys = [c for c in columns if c in keys or c == column]
+  return keys
+
+
+def _is_number(cell: str) -> bool:
+  return bool(_CELL_NUMBER.match(cell))

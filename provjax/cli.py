@@ -39,15 +39,32 @@ def _cmd_train(args) -> int:
   return 0
 
 
+def _checkpoint_label(config, checkpoint: str, step) -> str:
+  """`arch.tag` of released weights; `arch.<workdir name>@<step>` of a training work dir."""
+  from pathlib import Path
+
+  if not Path(checkpoint).is_dir():
+    return checkpoint
+  arch = config.model.name.partition(".")[0] if "model" in config else config.task
+  return f"{arch}.{Path(checkpoint).resolve().name}@{step}"
+
+
 def _cmd_eval(args) -> int:
+  from provjax import results
+
   if args.benchmark in args.system_evals:
     return args.system_evals[args.benchmark](args)
   if args.benchmark == "isc":
+    from pathlib import Path
+
     from provjax.copydetect.isc_io import evaluate_files
 
     if not (args.gt and args.preds):
       raise ValueError("eval isc needs --gt GT.csv and --preds PREDS.csv")
-    print(json.dumps(evaluate_files(args.gt, args.preds, max_results=args.max_results)))
+    out = evaluate_files(args.gt, args.preds, max_results=args.max_results)
+    print(json.dumps(out))
+    label = args.label or f"preds.{Path(args.preds).stem}"
+    results.record(args, "isc", results.rows_from_metrics(label, Path(args.gt).stem, out))
     return 0
   if not (args.config and args.checkpoint):
     raise ValueError("eval needs --config and --checkpoint (or: eval isc --gt ... --preds ...)")
@@ -55,7 +72,15 @@ def _cmd_eval(args) -> int:
   from provjax.train.evaluate import evaluate_checkpoint
 
   config = load_config(args.config, args.overrides)
-  print(json.dumps(evaluate_checkpoint(config, args.checkpoint)))
+  out = evaluate_checkpoint(config, args.checkpoint)
+  print(json.dumps(out))
+  # The benchmark a config scores: its eval.benchmark when set (a public one), else the task's own.
+  evaluation = config.get("eval", {})
+  benchmark = evaluation.get("benchmark") or config.task
+  split = evaluation.get("split") or "test"
+  label = args.label or _checkpoint_label(config, args.checkpoint, out["step"])
+  metrics = {k: v for k, v in out.items() if k not in ("checkpoint", "step")}
+  results.record(args, benchmark, results.rows_from_metrics(label, split, metrics))
   return 0
 
 
@@ -128,12 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--gt", help="ISC ground-truth CSV (query_id,reference_id)")
   p.add_argument("--preds", help="ISC prediction CSV (query_id,reference_id,score)")
   p.add_argument("--max-results", type=int, default=None, help="reject more predictions than this")
+  p.add_argument(
+      "--results",
+      metavar="DIR",
+      default=None,
+      help="append the measured rows to DIR/<benchmark>.csv (default $PROVJAX_RESULTS or results/)",
+  )
+  p.add_argument("--no-results", action="store_true", help="print only; append no rows")
+  p.add_argument(
+      "--label", metavar="ARCH.TAG", help="the model the rows name (default: from --checkpoint)"
+  )
   p.set_defaults(fn=_cmd_eval, system_evals={k: fn for k, (fn, _) in system_evals.items()})
 
   p = sub.add_parser("bench", help="speed and throughput figures (printed, not asserted)")
   p.add_argument("--only", nargs="*", default=None, help="subset of benchmarks to run")
   p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
   p.set_defaults(fn=_cmd_bench)
+
+  from provjax import leaderboard
+
+  leaderboard.add_command(sub)
 
   p = sub.add_parser("convert", help="official PyTorch weights -> a released-weights folder")
   convert = p.add_subparsers(dest="system", required=True, metavar="SYSTEM")

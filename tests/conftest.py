@@ -8,6 +8,14 @@ import provjax
 from provjax import weights
 
 
+@pytest.fixture(autouse=True)
+def results_dir(tmp_path, monkeypatch):
+  """Every test's `provjax eval` rows go to its own folder, never into the checkout's results/."""
+  folder = tmp_path / "results"
+  monkeypatch.setenv("PROVJAX_RESULTS", str(folder))
+  return folder
+
+
 @pytest.fixture(scope="module")
 def fresh_weights(tmp_path_factory):
   """Random-init tiny models exported as released weights in a temp folder."""

@@ -27,6 +27,7 @@ SHARED = {
     "metrics",
     "models",
     "registry",
+    "results",
     "retrieval",
     "timing",
     "torch_convert",
@@ -38,7 +39,7 @@ SHARED = {
 TASKS = {"tasks"}
 TRAIN = {"train"}
 SYSTEMS = {"provenance", "forgery", "attribution", "copydetect", "inpainting"}
-RUNNERS = {"cli", "bench", "systems"}
+RUNNERS = {"cli", "bench", "systems", "leaderboard", "analyze", "export"}
 
 
 def _node(path: Path) -> str:

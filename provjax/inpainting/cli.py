@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 import sys
 
+from provjax import results
 from provjax.data.images import IMAGE_EXTENSIONS, failure_line
 
 # The argparse types `detect` and `convert trufor` use, shared rather than copied.
@@ -298,7 +299,28 @@ def cmd_eval_inpainting(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, (json.dumps(report, indent=2) + "\n").encode())
   print(json.dumps(report), flush=True)
+  results.record(args, "inpainting", result_rows(table, args.detector, args.images))
   return 1 if skipped else 0
+
+
+def result_rows(table: dict, detector: str, images: str) -> list[dict]:
+  """The report's table as results rows: one model per method, the detector named in the metric.
+
+  A classical baseline has no tag: it is named `<baseline>.classical`.
+  """
+  from provjax.inpainting import evaluate
+
+  rows = []
+  split = f"folder:{Path(images).resolve().name}"
+  for method, row in table.items():
+    name = method if "." in method else f"{method}.classical"
+    metrics = {k: v for k, v in row.items() if k in evaluate.QUALITY or k == "images"}
+    metrics.update(
+        {f"{b}/{k}": v for b, cell in row.get("per_bin", {}).items() for k, v in cell.items()}
+    )
+    metrics.update({f"{detector}/{k}": v for k, v in row.items() if k in evaluate.FORENSIC})
+    rows += results.rows_from_metrics(name, split, metrics)
+  return rows
 
 
 def add_evals(p) -> dict:

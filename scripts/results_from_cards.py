@@ -1,0 +1,50 @@
+"""Record released models' card figures as results rows (results/<benchmark>.csv).
+
+Every figure of `checkpoints/<name>/model_card.md` becomes one row, with the
+release's date, machine and commit; a model whose rows are already there is
+left as it is, so the script is safe to rerun after each release:
+
+    python scripts/results_from_cards.py                 # every released model
+    python scripts/results_from_cards.py trufor.synth-v1
+"""
+
+import argparse
+import sys
+
+from provjax import results, weights
+
+# The script each released family's card was measured by.
+RELEASED_BY = {
+    "simprov": "scripts/release_simprov.py",
+    "simprov_comparator": "scripts/release_simprov.py",
+    "trufor": "scripts/release_trufor.py",
+    "repmix": "scripts/release_repmix.py",
+    "genzoo": "scripts/release_genzoo.py",
+    "copynce": "scripts/release_copydetect.py",
+    "copynce_matcher": "scripts/release_copydetect.py",
+    "sscd": "scripts/release_copydetect.py",
+    "safepaint": "scripts/release_safepaint.py",
+    "vgg": "scripts/release_safepaint.py",
+}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("names", nargs="*", help="arch.tag (default: every released model)")
+  parser.add_argument("--results", default=str(results.released_root()), help="results folder")
+  args = parser.parse_args(argv)
+  have = {(r["model"], r["tag"]) for r in results.read(args.results)}
+  for name in args.names or weights.released():
+    arch, _, tag = name.partition(".")
+    if (arch, tag) in have:
+      print(f"{name}: already recorded", file=sys.stderr)
+      continue
+    command = f"python {RELEASED_BY[arch]} (figures of checkpoints/{name}/model_card.md)"
+    benchmark, rows, ctx = results.card_rows(name, command)
+    path = results.append(benchmark, rows, folder=args.results, **ctx)
+    print(f"{name}: {len(rows)} rows -> {path}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
