@@ -26,12 +26,13 @@ def test_pyproject_lists_every_subpackage():
   on_disk = {
       ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "provjax").rglob("__init__.py")
   }
-  listed = set(setuptools["packages"]) - {"provjax.checkpoints"}
+  listed = set(setuptools["packages"]) - {"provjax.checkpoints", "provjax.zoo_results"}
   assert listed == on_disk, (
       f"pyproject.toml [tool.setuptools] packages: add {sorted(on_disk - listed)}, "
       f"remove {sorted(listed - on_disk)}"
   )
   assert setuptools["package-dir"]["provjax.checkpoints"] == "checkpoints"
+  assert setuptools["package-dir"]["provjax.zoo_results"] == "results"
 
 
 @pytest.mark.slow
@@ -68,3 +69,14 @@ def test_fresh_install_runs_the_demo(tmp_path):
   )
   assert run.returncode == 0, run.stderr[-2000:]
   assert (tmp_path / "demo" / "report.html").is_file()
+  # The zoo's results rows and the papers' numbers ship too: the leaderboard has both.
+  board = subprocess.run(
+      [str(bin_dir / "provjax"), "leaderboard", "--format", "csv"],
+      cwd=tmp_path,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert board.returncode == 0, board.stderr[-2000:]
+  assert "trufor.synth-v1" in board.stdout and "reported in TruFor" in board.stdout
