@@ -134,6 +134,6 @@ def test_readme_results_section_is_the_generated_leaderboard():
   spec = importlib.util.spec_from_file_location("readme_leaderboard", script)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  assert module.section() in module.README.read_text(), (
-      "README's results section is stale: python scripts/readme_leaderboard.py"
-  )
+  assert (
+      module.section() in module.README.read_text()
+  ), "README's results section is stale: python scripts/readme_leaderboard.py"
