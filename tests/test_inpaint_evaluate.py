@@ -9,7 +9,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import roc_auc_score
 
 import provjax
-from provjax import cli, weights
+from provjax import cli, results, weights
 from provjax.forgery.detect import Detector
 from provjax.inpainting import evaluate
 from provjax.inpainting.inpainter import Inpainter
@@ -158,7 +158,7 @@ def test_outputs_are_merged_and_checked():
   assert quality_metrics.ratio_bin(pairs[1][2]) == 1
 
 
-def test_eval_inpainting_command(released, tmp_path, capsys):
+def test_eval_inpainting_command(released, tmp_path, capsys, results_dir):
   del released
   images, masks = tmp_path / "images", tmp_path / "masks"
   images.mkdir(), masks.mkdir()
@@ -177,6 +177,14 @@ def test_eval_inpainting_command(released, tmp_path, capsys):
   assert printed["images"] == 3 and printed["skipped"] == 1
   assert list(printed["rows"]) == ["safepaint.test", "push-pull (classical)"]
   assert "lower = stronger anti-forensics" in printed["markdown"]
+  # The same figures as results rows: one model per method, the detector named in the metric.
+  rows = {(r["model"], r["tag"], r["metric"]): r["value"] for r in results.read(results_dir)}
+  assert rows[("safepaint", "test", "psnr")] == pytest.approx(
+      printed["rows"]["safepaint.test"]["psnr"]
+  )
+  auc = printed["rows"]["push-pull (classical)"]["image_auc"]
+  assert rows[("push-pull", "classical", "trufor.test/image_auc")] == pytest.approx(auc)
+  assert {r["split"] for r in results.read(results_dir)} == {"folder:images"}
   bad = ["eval", "inpainting", "--images", str(images), "--masks", str(masks)]
   assert cli.main(bad + ["--model", "safepaint.test", "--detector", "trufor.nope"]) == 2
   assert "trufor.nope" in capsys.readouterr().err

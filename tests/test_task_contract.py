@@ -249,3 +249,23 @@ def test_init_from_released_weights_into_the_only_module():
   init_from.apply(state, "simprov.synth-v2", log=lambda _: None)
   released = nnx.to_pure_dict(nnx.state(weights.load("simprov.synth-v2")))
   assert _equal(nnx.to_pure_dict(state["models"]["model"]), released)
+
+
+def test_eval_command_appends_the_scalars_as_results_rows(tmp_path, monkeypatch, capsys):
+  from provjax import cli, config as config_lib, results
+
+  config = _config("both", steps=2)
+  trainer.train(config, tmp_path / "run", progress=False)
+  monkeypatch.setattr(config_lib, "load_config", lambda spec, overrides: config)
+  folder = tmp_path / "rows"
+  argv = ["eval", "--config", "toy.py", "--checkpoint", str(tmp_path / "run")]
+  assert cli.main(argv + ["--results", str(folder)]) == 0
+  printed = json.loads(capsys.readouterr().out)
+  rows = results.read(folder, "test_task_contract")
+  assert rows and {(r["model"], r["tag"], r["split"]) for r in rows} == {
+      ("test_task_contract", "run@2", "test")
+  }
+  assert {r["metric"]: r["value"] for r in rows} == {
+      k: v for k, v in printed.items() if k not in ("checkpoint", "step")
+  }
+  assert rows[0]["command"].startswith("provjax")

@@ -306,14 +306,14 @@ def cmd_eval_inpainting(args) -> int:
 def result_rows(table: dict, detector: str, images: str) -> list[dict]:
   """The report's table as results rows: one model per method, the detector named in the metric.
 
-  A classical baseline has no tag: it is named `<baseline>.classical`.
+  A classical baseline has no tag: "push-pull (classical)" is named `push-pull.classical`.
   """
   from provjax.inpainting import evaluate
 
   rows = []
   split = f"folder:{Path(images).resolve().name}"
   for method, row in table.items():
-    name = method if "." in method else f"{method}.classical"
+    name = method if "." in method else f"{method.split(' (')[0]}.classical"
     metrics = {k: v for k, v in row.items() if k in evaluate.QUALITY or k == "images"}
     metrics.update(
         {f"{b}/{k}": v for b, cell in row.get("per_bin", {}).items() for k, v in cell.items()}
