@@ -91,3 +91,18 @@ def test_demo_report(tmp_path):
   assert run.returncode == 0, run.stderr[-2000:]
   found = check_page(out / "report.html", tmp_path)
   assert found["images"] > 0
+
+
+@needs_browser
+def test_analyze_pages(tmp_path, capsys):
+  from skimage import data
+
+  image = tmp_path / "coffee.png"
+  Image.fromarray(data.coffee()[::2, ::2]).save(image)
+  (tmp_path / "broken.png").write_bytes(image.read_bytes()[:200])
+  out = tmp_path / "out"
+  argv = ["analyze", str(image), str(tmp_path / "broken.png"), "--out", str(out), "--no-progress"]
+  assert cli.main(argv) == 1  # the broken file
+  capsys.readouterr()
+  assert check_page(out / "coffee.html", tmp_path)["images"] >= 2  # the image, the forgery maps
+  assert check_page(out / "index.html", tmp_path)["images"] >= 1

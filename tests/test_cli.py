@@ -26,6 +26,8 @@ def test_help_lists_every_command(capsys):
       "demo",
       "detect",
       "inpaint",
+      "analyze",
+      "leaderboard",
   ):
     assert command in out
   # Every system package exists now, so the help announces none as planned.
