@@ -63,28 +63,26 @@ def released_root() -> Path:
   return installed if installed.is_dir() else package.parent / "results"
 
 
-def _commit() -> str:
-  """The source tree's git commit (with `+dirty` when it has local edits), or `unknown`."""
-  here = Path(__file__).resolve().parent
+def _git(folder: Path, *args: str) -> str | None:
+  """A git command's output in `folder`; None outside a checkout or without git."""
   try:
-    head = subprocess.run(
-        ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    ).stdout.strip()
+    run = subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
+    )
   except (OSError, subprocess.SubprocessError):
+    return None
+  return run.stdout.strip()
+
+
+def _commit() -> str:
+  """The source tree's git commit (with `+dirty` when it has local edits), or the version."""
+  here = Path(__file__).resolve().parent
+  head = _git(here, "rev-parse", "--short=12", "HEAD")
+  if not head:
     from provjax import __version__  # pylint: disable=g-import-not-at-top
 
     return f"provjax-{__version__}"
+  dirty = _git(here, "status", "--porcelain", "--untracked-files=no")
   return f"{head}+dirty" if dirty else head
 
 
@@ -245,14 +243,4 @@ def card_rows(name: str, command: str) -> tuple[str, list[dict], dict]:
 
 def _card_commit(folder: Path) -> str:
   """The commit that last changed a card (`unknown` outside a git checkout)."""
-  try:
-    out = subprocess.run(
-        ["git", "-C", str(folder), "log", "-1", "--format=%h", "--", "model_card.md"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    ).stdout.strip()
-  except (OSError, subprocess.SubprocessError):
-    out = ""
-  return out or "unknown"
+  return _git(folder, "log", "-1", "--format=%h", "--", "model_card.md") or "unknown"
