@@ -170,10 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
   p.set_defaults(fn=_cmd_bench)
 
-  from provjax import analyze, leaderboard
+  from provjax import analyze, export, leaderboard
 
   analyze.add_command(sub)
   leaderboard.add_command(sub)
+  export.add_command(sub)
 
   p = sub.add_parser("convert", help="official PyTorch weights -> a released-weights folder")
   convert = p.add_subparsers(dest="system", required=True, metavar="SYSTEM")

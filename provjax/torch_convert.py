@@ -61,6 +61,15 @@ def to_jax_layout(value: np.ndarray) -> np.ndarray:
   return value
 
 
+def to_torch_layout(value: np.ndarray) -> np.ndarray:
+  """Inverse of `to_jax_layout`: conv (kh, kw, I, O) -> (O, I, kh, kw); (in, out) -> (out, in)."""
+  if value.ndim == 4:
+    return value.transpose(3, 2, 0, 1)
+  if value.ndim == 2:
+    return value.T
+  return value
+
+
 def official_shape(shape) -> tuple:
   """The PyTorch shape of a provjax parameter of `shape` (inverse of `to_jax_layout`)."""
   shape = tuple(shape)

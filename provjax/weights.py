@@ -137,13 +137,22 @@ def verify(folder: str | Path) -> None:
       raise CorruptWeightsError(f"{path}: sha256 mismatch (corrupted or modified); {hint}")
 
 
-def _swap_in(staged: Path, target: Path) -> None:
+def _usual_permissions(folder: Path) -> None:
+  """What a plain mkdir / open would have given (mkdtemp and mkstemp make them private)."""
+  umask = os.umask(0)
+  os.umask(umask)
+  for path in [folder, *folder.rglob("*")]:
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def swap_in(staged: Path, target: Path) -> None:
   """Replace `target` by `staged` with renames only; the old folder goes last.
 
   Directories cannot be exchanged atomically, so the old folder is first
   renamed aside (and put back if the second rename fails) rather than deleted:
   at no point is the only complete copy gone.
   """
+  _usual_permissions(staged)
   backup = None
   if target.exists():
     backup = staged.with_suffix(".old")  # unique because the staging name is
@@ -199,7 +208,7 @@ def export(
     if card is not None:
       cards.write(staged, card)
     write_manifest(staged)
-    _swap_in(staged, target)
+    swap_in(staged, target)
   except BaseException:
     shutil.rmtree(staged, ignore_errors=True)
     raise

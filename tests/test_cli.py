@@ -28,6 +28,7 @@ def test_help_lists_every_command(capsys):
       "inpaint",
       "analyze",
       "leaderboard",
+      "export",
   ):
     assert command in out
   # Every system package exists now, so the help announces none as planned.
