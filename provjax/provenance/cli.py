@@ -60,13 +60,17 @@ def cmd_index_compact(args) -> int:
   return 0
 
 
+def _process(args) -> tuple[int, int]:
+  """This process's (index, count) in the JAX multi-process job (`--distributed`)."""
+  from provjax.provenance import distributed
+
+  return distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _shard(args) -> tuple[int, int] | None:
   """This host's (index, count): from flags, or from JAX after distributed init."""
   if args.distributed:
-    import jax
-
-    jax.distributed.initialize()
-    return jax.process_index(), jax.process_count()
+    return _process(args)
   if args.shard:
     i, _, n = args.shard.partition("/")
     return int(i), int(n)
@@ -115,12 +119,22 @@ def cmd_query(args) -> int:
 
   # The gallery first: a wrong --index is a bad argument, found before the
   # models are loaded.
-  gallery = Gallery.open(args.index)
+  if args.distributed:
+    from provjax.provenance.distributed import DistributedGallery
+
+    process = _process(args)
+    gallery = DistributedGallery.open(args.index, process)
+  else:
+    process, gallery = (0, 1), Gallery.open(args.index)
+  # Every process runs every query (the search and the candidates are collective);
+  # the first one writes the pictures and prints.
+  writer = process[0] == 0
   descriptor, comparator = _models(args)
   threshold = read_config(args.comparator).get("distinct_threshold", 0.5)
   engine = Engine(gallery, descriptor, comparator, k=args.k, distinct_threshold=threshold)
   out = Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
+  if writer:
+    out.mkdir(parents=True, exist_ok=True)
   as_json = args.json or not sys.stdout.isatty()
   failed = 0
   for n, path in enumerate(args.images):
@@ -135,15 +149,17 @@ def cmd_query(args) -> int:
     try:
       image = read_image(path)
       result = engine.query(image)
-      record.update(
-          write_query_outputs(out, f"{n:04d}-{Path(path).stem}", image, result, top=args.top)
-      )
+      if writer:
+        stem = f"{n:04d}-{Path(path).stem}"
+        record.update(write_query_outputs(out, stem, image, result, top=args.top))
     except Exception as e:  # pylint: disable=broad-exception-caught
       # Whatever one input does, it costs only its own line: the batch goes on.
       record["error"] = failure_line(path, e)
-      print(f"provjax query: skipped {record['error']}", file=sys.stderr, flush=True)
+      if writer:
+        print(f"provjax query: skipped {record['error']}", file=sys.stderr, flush=True)
       failed += 1
-    print(json.dumps(record) if as_json else _human_line(record), flush=True)
+    if writer:
+      print(json.dumps(record) if as_json else _human_line(record), flush=True)
   return 1 if failed else 0
 
 
@@ -172,6 +188,20 @@ def _at_least(minimum: int):
 
   parse.__name__ = "integer"  # how argparse names the type in its message
   return parse
+
+
+def _distributed_flags(p, what: str) -> None:
+  p.add_argument(
+      "--distributed",
+      action="store_true",
+      help=f"a JAX multi-process job (jax.distributed.initialize()): {what}",
+  )
+  g = p.add_argument_group(
+      "distributed", "the job's layout, where the cluster does not give it (SLURM, TPU, ... do)"
+  )
+  g.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+  g.add_argument("--num-processes", type=_at_least(1), help="processes in the job")
+  g.add_argument("--process-id", type=_at_least(0), help="this process's index")
 
 
 def _model_flags(p) -> None:
@@ -214,11 +244,7 @@ def add_commands(sub) -> None:
       metavar="I/N",
       help="sync shard I of N (one per host): the files whose path hashes to I",
   )
-  b.add_argument(
-      "--distributed",
-      action="store_true",
-      help="multi-host JAX job: jax.distributed.initialize(), shard = process",
-  )
+  _distributed_flags(b, "shard = process: each process syncs the files whose path hashes to it")
   _model_flags(b)
   b.set_defaults(fn=cmd_index_build)
   for name, fn, text in (
@@ -246,6 +272,9 @@ def add_commands(sub) -> None:
       "--json",
       action="store_true",
       help="JSON lines even on a terminal (the default when stdout is not a terminal)",
+  )
+  _distributed_flags(
+      p, "each process opens only its own shard DIR/shard-<i>-of-<n>/; top-k lists merged"
   )
   _model_flags(p)
   p.set_defaults(fn=cmd_query)

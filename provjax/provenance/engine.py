@@ -15,7 +15,6 @@ coordinates), so a cropped, padded or rotated query gets its map in place.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from flax import nnx
 import jax
@@ -175,22 +174,21 @@ class Engine:
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
     order = np.argsort(probs[:, 2], kind="stable")
-    candidates = [self._candidate(ids[i], scores[i], probs[i]) for i in order]
+    info = self.gallery.candidates(ids)
+    candidates = [self._candidate(ids[i], scores[i], probs[i], info) for i in order]
     best = order[0]
     verdict = 2 if probs[best, 2] >= self.distinct_threshold else int(np.argmax(probs[best, :2]))
     match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
     heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
     return QueryResult(match, candidates, heatmap, heat[best], ids, thumbs[best])
 
-  def _candidate(self, id_, score, probs) -> dict:
-    meta = self.gallery.index.lookup(int(id_)) if id_ >= 0 else {}
-    path = meta.get("path")
+  @staticmethod
+  def _candidate(id_, score, probs, info: dict) -> dict:
+    found = info.get(int(id_), {"path": None, "missing": False})
     return {
         "id": int(id_),
-        "path": path,
-        # The gallery may be older than the folder: say so rather than point
-        # at a file that is gone (pictures then use the stored thumbnail).
-        "missing": bool(path) and not Path(path).is_file(),
+        "path": found["path"],
+        "missing": found["missing"],
         "score": round(float(score), 6),
         "p_benign": round(float(probs[0]), 6),
         "p_manipulated": round(float(probs[1]), 6),

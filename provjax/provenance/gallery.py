@@ -38,6 +38,20 @@ from provjax.retrieval.index import Index
 from provjax.retrieval.sharded import ShardedIndex, shard_dir_name
 
 
+def candidate_info(index, ids) -> dict[int, dict]:
+  """{id: {"path", "missing"}} of search candidates (padding ids < 0 left out).
+
+  The gallery may be older than the folder: `missing` says a file is gone
+  since indexing, rather than point at it (pictures then use the thumbnail).
+  """
+  out = {}
+  for id_ in np.asarray(ids).tolist():
+    if id_ >= 0:
+      path = index.lookup(int(id_)).get("path")
+      out[int(id_)] = {"path": path, "missing": bool(path) and not Path(path).is_file()}
+  return out
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
   tmp = path.with_name(path.name + ".tmp")
   with open(tmp, "wb") as f:
@@ -137,6 +151,9 @@ class Gallery:
       self._register(ids[keep], thumbs[keep])
       self._pending.append((ids[keep], thumbs[keep]))
     return result.added
+
+  def candidates(self, ids) -> dict[int, dict]:
+    return candidate_info(self.index, ids)
 
   def thumbs(self, ids: np.ndarray) -> np.ndarray:
     """Thumbnails [len(ids), S, S, 3] uint8 (zeros for -1 padding ids)."""
@@ -242,6 +259,9 @@ class ShardedGallery:
 
   def __len__(self) -> int:
     return len(self.index)
+
+  def candidates(self, ids) -> dict[int, dict]:
+    return candidate_info(self.index, ids)
 
   def thumbs(self, ids: np.ndarray) -> np.ndarray:
     s = self.info["thumb_size"]
