@@ -100,6 +100,10 @@ def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
         "p_manipulated",
         "p_distinct",
     }
+  # A gallery built with another descriptor is refused before any image is read.
+  query = ["query", str(paths[2]), "--index", str(tmp_path / "idx"), "--out", str(tmp_path / "o")]
+  assert cli.main(query + ["--comparator", "simprov_comparator.test"]) == 2
+  assert "was built with --descriptor simprov.test" in capsys.readouterr().err
 
 
 def test_gallery_thumbnails_survive_save_and_load(tmp_path):

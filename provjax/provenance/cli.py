@@ -126,6 +126,13 @@ def cmd_query(args) -> int:
     gallery = DistributedGallery.open(args.index, process)
   else:
     process, gallery = (0, 1), Gallery.open(args.index)
+  built_with = gallery.info.get("descriptor")
+  if built_with and built_with != args.descriptor:
+    # Another descriptor's vectors live in another space: the search would answer nonsense.
+    raise ValueError(
+        f"--index {args.index} was built with --descriptor {built_with}, not {args.descriptor}: "
+        "query with the same descriptor, or rebuild the index"
+    )
   # Every process runs every query (the search and the candidates are collective);
   # the first one writes the pictures and prints.
   writer = process[0] == 0
