@@ -25,6 +25,7 @@ import re
 import sys
 
 from provjax import results
+from provjax.viz import pages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -478,9 +479,7 @@ def _cmd(args) -> int:
   if args.out:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    pages.write_text(out, text)
     print(json.dumps({"out": str(out), "tables": [t.name for t in tables]}))
   else:
     sys.stdout.write(text)

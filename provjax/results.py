@@ -197,8 +197,8 @@ def read(folder: str | Path | None = None, benchmark: str | None = None) -> list
 
 def machine_line(machine: dict) -> str:
   """A card's machine record as the one line rows carry (same form as `context`)."""
-  m = machine
-  return f"{m.get('cpu')}; {m.get('cores')} cores; {m.get('devices')} ({m.get('backend')})"
+  m = machine.get
+  return f"{m('cpu')}; {m('cores')} cores; {m('devices')} ({m('backend')})"
 
 
 # The benchmark each released architecture's card was measured on (its release script's data).
