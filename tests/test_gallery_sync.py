@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 import shutil
+import time
 
 import numpy as np
 from PIL import Image
@@ -24,6 +25,7 @@ from provjax.provenance import build
 from provjax.provenance.build import build_gallery, owner, plan_sync
 from provjax.provenance.engine import Describer
 from provjax.provenance.gallery import Gallery
+from provjax.retrieval import index as index_module
 from provjax.retrieval.index import Index
 from provjax.retrieval.metadata import sha256_file
 
@@ -282,3 +284,45 @@ def test_killed_sync_answers_as_before_then_resumes(describer, tmp_path, monkeyp
   assert after == _answers(reference, queries) and after != before
   assert not (index / "pending").exists()
   _check_gallery(index, folder, describer, gone)
+
+
+def test_append_after_a_kill_loses_nothing_and_rehashes_nothing_earlier(
+    describer, tmp_path, monkeypatch
+):
+  """The second sync reads only the new files and writes and hashes only their rows."""
+  folder, index = tmp_path / "db", tmp_path / "gallery"
+  hour_ago = time.time() - 3600  # older than the racy window: the cache may vouch for them
+  for n in range(4):
+    os.utime(_write(folder / f"img{n}.png", n), (hour_ago, hour_ago))
+  sync = lambda **kw: build_gallery(
+      folder,
+      index,
+      describer=describer,
+      descriptor_name="simprov.test",
+      thumb_size=32,
+      save_every=1,
+      progress=False,
+      **kw,
+  )
+  sync()
+  stored = sorted(p for p in index.rglob("*") if p.is_file() and "segments" in p.parts)
+  stored += sorted((index / "thumbs").iterdir())
+  inodes = [p.stat().st_ino for p in stored]
+  new = [_write(folder / f"new{n}.png", 10 + n) for n in range(3)]
+  with monkeypatch.context() as m:
+    _kill_after_first_pending_part(m)
+    with pytest.raises(Killed):
+      sync()
+  read = []
+  for module, name in ((build, "sha256_file"), (index_module, "_sha256_of")):
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda p, real=real: read.append(Path(p)) or real(p))
+  stats = sync(workers="processes")
+  monkeypatch.undo()
+  assert (stats["added"], stats["unchanged"], stats["size"]) == (3, 4, 7)
+  assert [p.stat().st_ino for p in stored] == inodes  # linked into place, never rewritten
+  names = sorted(p.name for p in read)
+  assert [n for n in names if n.endswith(".png")] == sorted(p.name for p in new)
+  assert not set(names) & {p.name for p in stored}  # nothing stored earlier was read again
+  assert Gallery.open(index).verify()["size"] == 7
+  _check_gallery(index, folder, describer, set())

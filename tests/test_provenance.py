@@ -13,6 +13,7 @@ from provjax import cli
 from provjax.data import photos
 from provjax.provenance.engine import heatmap_on_query
 from provjax.provenance.gallery import Gallery
+from provjax.retrieval.index import IndexCorruptError
 from provjax.transforms import pixel_grid
 
 
@@ -128,7 +129,36 @@ def test_gallery_reads_thumbnail_chunks_of_the_earlier_npz_layout(tmp_path):
   for path in folder.iterdir():
     path.unlink()
   np.savez(folder / "chunk-00000000000000000001.npz", ids=np.array([0, 1]), thumbs=thumbs)
+  with g.index._meta._conn as db:  # galleries of that layout had no list of chunks
+    db.execute("DELETE FROM properties WHERE key = 'thumb_chunks'")
+  g.index.save(tmp_path / "g" / "index")
   np.testing.assert_array_equal(Gallery.open(tmp_path / "g").thumbs(np.array([1, 0])), thumbs[::-1])
+
+
+def test_gallery_lists_its_thumbnail_chunks_with_checksums(tmp_path):
+  g = Gallery.create(tmp_path / "g", dim=4, thumb_size=8, descriptor="x", backend="exact")
+  rng = np.random.default_rng(0)
+  thumbs = rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+  g.add(np.eye(4, dtype=np.float32)[:2], thumbs[:2], ["a", "b"], ["sa", "sb"])
+  g.save()
+  first = sorted((tmp_path / "g" / "thumbs").iterdir())
+  inodes = [p.stat().st_ino for p in first]
+  again = Gallery.open(tmp_path / "g", verify=False)
+  again.add(np.eye(4, dtype=np.float32)[2:], thumbs[2:], ["c", "d"], ["sc", "sd"])
+  again.save()
+  assert [p.stat().st_ino for p in first] == inodes  # an append never rewrites a chunk
+  assert again.verify()["thumbnail_chunks"] == 2
+  opened = Gallery.open(tmp_path / "g")
+  np.testing.assert_array_equal(opened.thumbs(np.arange(4)), thumbs)
+  data = bytearray(first[1].read_bytes())  # chunk files sort .ids before .thumbs
+  data[-1] ^= 1
+  first[1].write_bytes(bytes(data))
+  Gallery.open(tmp_path / "g")  # opening checks sizes only
+  with pytest.raises(IndexCorruptError, match="thumbs.npy: checksum mismatch"):
+    opened.verify()
+  first[1].write_bytes(bytes(data[:-1]))
+  with pytest.raises(IndexCorruptError, match="size"):
+    Gallery.open(tmp_path / "g")
 
 
 def test_heatmap_on_query_follows_alignment():

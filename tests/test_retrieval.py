@@ -1,5 +1,6 @@
 """Tests for provjax.retrieval (exact/ScaNN search, persistence, metadata, sharding)."""
 
+import json
 import os
 
 import numpy as np
@@ -19,6 +20,7 @@ from provjax.retrieval import (
     write_vector_shard,
 )
 from provjax.retrieval import exact
+from provjax.retrieval import index as index_module
 from provjax.retrieval.merge import merge_topk
 
 
@@ -133,16 +135,84 @@ def test_corrupted_file_is_detected_by_checksum(tmp_path):
   index = Index(8, backend="exact")
   index.add(np.arange(50), _unit(rng, 50, 8))
   index.save(tmp_path / "c")
-  path = tmp_path / "c" / "vectors.npy"
+  path = tmp_path / "c" / "segments" / "000000.vectors.npy"
   data = bytearray(path.read_bytes())
   data[-5] ^= 0x01  # one flipped bit in the float payload; the size is unchanged
   path.write_bytes(bytes(data))
-  with pytest.raises(IndexCorruptError, match="vectors.npy.*checksum"):
+  with pytest.raises(IndexCorruptError, match="000000.vectors.npy.*checksum"):
     Index.load(tmp_path / "c")
   Index.load(tmp_path / "c", verify=False)  # sizes still match: loads when asked not to check
-  os.remove(tmp_path / "c" / "ids.npy")
-  with pytest.raises(IndexCorruptError, match="ids.npy: missing"):
+  os.remove(tmp_path / "c" / "segments" / "000000.ids.npy")
+  with pytest.raises(IndexCorruptError, match="000000.ids.npy: missing"):
     Index.load(tmp_path / "c")
+
+
+def test_saves_append_segments_and_never_rewrite_or_rehash_saved_rows(tmp_path, monkeypatch):
+  rng = np.random.default_rng(13)
+  index = Index(8, backend="exact")
+  index.add(np.arange(30), _unit(rng, 30, 8))
+  index.save(tmp_path / "s")
+  first = tmp_path / "s" / "segments" / "000000.vectors.npy"
+  inode = first.stat().st_ino
+  loaded = Index.load(tmp_path / "s", verify=False)
+  hashed = []
+  real = index_module._sha256_of
+  monkeypatch.setattr(index_module, "_sha256_of", lambda p: hashed.append(p) or real(p))
+  loaded.add(np.arange(30, 35), _unit(rng, 5, 8))
+  loaded.remove([3])
+  loaded.save(tmp_path / "s")
+  monkeypatch.undo()
+  assert first.stat().st_ino == inode  # the same file, linked into the new directory
+  assert sorted(os.path.basename(p) for p in hashed) == [
+      "000001.ids.npy",
+      "000001.vectors.npy",
+      "metadata.sqlite",
+  ]
+  again = Index.load(tmp_path / "s")  # every checksum (old and new segments) still holds
+  assert [
+      s["rows"] for s in json.loads((tmp_path / "s" / "manifest.json").read_text())["segments"]
+  ] == [30, 5]
+  _assert_same_index(loaded, again, _unit(rng, 4, 8))
+  compacted = again.compact()
+  compacted.save(tmp_path / "s")
+  assert sorted(os.listdir(tmp_path / "s" / "segments")) == ["000000.ids.npy", "000000.vectors.npy"]
+  assert first.stat().st_ino != inode and len(Index.load(tmp_path / "s")) == 34
+
+
+def test_a_save_never_links_files_another_save_replaced(tmp_path):
+  rng = np.random.default_rng(14)
+  first, second = Index(8, backend="exact"), Index(8, backend="exact")
+  first.add(np.arange(10), _unit(rng, 10, 8))
+  first.save(tmp_path / "a")
+  second.add(np.arange(100, 120), _unit(rng, 20, 8))
+  second.save(tmp_path / "a")  # same segment name, other rows
+  first.add([10], _unit(rng, 1, 8))
+  first.save(tmp_path / "a")  # must write its own rows again, not link second's
+  loaded = Index.load(tmp_path / "a")
+  np.testing.assert_array_equal(loaded.ids, np.arange(11))
+
+
+def test_format_2_index_is_read_and_resaved_as_segments(tmp_path):
+  rng = np.random.default_rng(15)
+  index = Index(8, backend="exact")
+  index.add([4, 7], _unit(rng, 2, 8), paths=["a", "b"])
+  index.save(tmp_path / "v2")
+  root = tmp_path / "v2"  # rewrite it in the one-file layout of format 2
+  manifest = json.loads((root / "manifest.json").read_text())
+  for rel, name in (
+      ("segments/000000.vectors.npy", "vectors.npy"),
+      ("segments/000000.ids.npy", "ids.npy"),
+  ):
+    os.rename(root / rel, root / name)
+    manifest["files"][name] = manifest["files"].pop(rel)
+  manifest["format_version"] = 2
+  del manifest["segments"]
+  (root / "manifest.json").write_text(json.dumps(manifest))
+  old = Index.load(root)
+  _assert_same_index(index, old, _unit(rng, 3, 8))
+  old.save(root)
+  assert sorted(os.listdir(root / "segments")) == ["000000.ids.npy", "000000.vectors.npy"]
+  _assert_same_index(index, Index.load(root), _unit(rng, 3, 8))
 
 
 def test_atomic_save_over_existing_index(tmp_path):
@@ -336,3 +406,17 @@ def test_save_killed_between_its_renames_loads_the_previous_index(tmp_path):
   loaded.add([9], _unit(rng, 1, 8))
   loaded.save(tmp_path / "a")  # the next writer tidies up
   assert sorted(os.listdir(tmp_path)) == ["a"] and len(Index.load(tmp_path / "a")) == 6
+
+
+def test_unchanged_scann_searcher_is_linked_not_reserialized(tmp_path):
+  rng = np.random.default_rng(16)
+  index = Index(8)
+  index.add(np.arange(200), _unit(rng, 200, 8))
+  index.save(tmp_path / "s")
+  scann_dir = tmp_path / "s" / "scann"
+  before = {p.name: p.stat().st_ino for p in scann_dir.iterdir()}
+  loaded = Index.load(tmp_path / "s", verify=False)
+  loaded.add(np.arange(200, 210), _unit(rng, 10, 8))  # within the exact delta: no rebuild
+  loaded.save(tmp_path / "s")
+  assert {p.name: p.stat().st_ino for p in scann_dir.iterdir()} == before
+  _assert_same_index(loaded, Index.load(tmp_path / "s"), _unit(rng, 4, 8))

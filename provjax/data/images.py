@@ -202,6 +202,20 @@ def encode_jpeg(img: np.ndarray, quality: int = 90) -> bytes:
   return buf.getvalue()
 
 
+def read_small(path: str, sizes: tuple[int, ...]) -> tuple[np.ndarray, ...] | Exception:
+  """The image at `path` resized (bilinear) to each `size` x `size`, or the error that stopped it.
+
+  For decoding in worker processes: only the small copies travel back (full-size photos
+  would not fit in memory), and a bad file comes back as its error instead of killing the
+  pool.
+  """
+  try:
+    image = _as_pil(read_image(path))
+  except (ImageError, OSError) as e:
+    return e
+  return tuple(np.asarray(image.resize((s, s), Image.Resampling.BILINEAR)) for s in sizes)
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
   """Lists image files under `folder`, recursively, sorted by path.
 

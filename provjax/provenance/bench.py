@@ -126,30 +126,39 @@ def bench_retrieval(quick: bool, peak: float) -> None:
 
 
 def bench_provenance(quick: bool, peak: float) -> list[dict]:
-  """Query latency: descriptor + ScaNN top-k + comparator on k=100 pairs + heatmap."""
+  """Query latency: descriptor + ScaNN top-k + comparator on k=100 pairs + heatmap.
+
+  Each gallery is built on disk (random unit descriptors on the PERFORMANCE.md
+  clusters, random thumbnails, added 50,000 at a time as a sync would), saved,
+  and opened again as `provjax query` opens it, so the resident memory is that
+  of a served gallery: vectors and ScaNN in RAM, thumbnails memory-mapped.
+  """
   del peak  # latency, not compute
+  import gc
+
   import provjax
-  from provjax.provenance.bench_retrieval import clustered_data
   from provjax.provenance.engine import Engine
   from provjax.provenance.gallery import Gallery
 
-  rows = []
   descriptor = provjax.create_model("simprov.tiny")
   comparator = provjax.create_model("simprov_comparator.tiny")
-  s = comparator.image_size
-  rng = np.random.default_rng(0)
-  image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-  for n in [10_000] if quick else [10_000, 100_000]:
-    db, _ = clustered_data(n, 256, 1, seed=0)
+  image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+  rows = []
+  for n in [10_000] if quick else [10_000, 100_000, 1_000_000]:
     with tempfile.TemporaryDirectory() as tmp:
-      gallery = Gallery.create(tmp, dim=256, thumb_size=s, descriptor="random")
-      thumbs = rng.integers(0, 255, (n, s, s, 3), dtype=np.uint8)
-      gallery.add(db, thumbs, [f"img{i}" for i in range(n)], [None] * n)
+      build_s = _random_gallery(tmp, n, comparator.image_size)
+      gc.collect()
+      before = _resident_mib()
+      gallery = Gallery.open(tmp)
+      opened = _resident_mib()
       engine = Engine(gallery, descriptor, comparator, k=100)
       one = seconds(lambda: engine.query(image), repeats=5 if quick else 20, warmup=2)
-      search = median_seconds(lambda: gallery.index.search(db[:1], 100), repeats=20)
+      probe = gallery.index.vectors[:1].copy()
+      search = median_seconds(lambda: gallery.index.search(probe, 100), repeats=20)
       batch = [image] * (10 if quick else 100)
       many = median_seconds(lambda: engine.query_many(batch), repeats=1 if quick else 3)
+      disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+      del engine, gallery
     rows.append(
         {
             "gallery": n,
@@ -158,53 +167,113 @@ def bench_provenance(quick: bool, peak: float) -> list[dict]:
             "query ms (p95)": 1e3 * np.percentile(one, 95),
             "of which search ms": 1e3 * search,
             f"{len(batch)} batched queries/s": len(batch) / many,
+            "resident MiB (opened)": opened - before,
+            "disk B/entry": disk / n,
+            "build + save s": build_s,
         }
     )
   return rows
 
 
+def _random_gallery(folder: str, n: int, thumb: int, block: int = 50_000) -> float:
+  """A saved gallery of `n` random entries, built `block` at a time; returns seconds."""
+  from provjax.provenance.bench_retrieval import clustered_data
+  from provjax.provenance.gallery import Gallery
+
+  start = time.perf_counter()
+  db, _ = clustered_data(n, 256, 1, seed=0)
+  gallery = Gallery.create(folder, dim=256, thumb_size=thumb, descriptor="random")
+  rng = np.random.default_rng(0)
+  for first in range(0, n, block):
+    vectors = db[first : first + block]
+    thumbs = rng.integers(0, 255, (len(vectors), thumb, thumb, 3), dtype=np.uint8)
+    paths = [f"img{first + i}" for i in range(len(vectors))]
+    gallery.add(vectors, thumbs, paths, [None] * len(vectors))
+  gallery.save()
+  return time.perf_counter() - start
+
+
+def _resident_mib() -> float:
+  """This process's resident memory now (Linux /proc)."""
+  pages = int(Path("/proc/self/statm").read_text().split()[1])
+  return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def bench_build(quick: bool, peak: float) -> list[dict]:
-  """`index build` images/s over folders of procedural JPEGs (writing them is not timed)."""
+  """`index build` images/s over folders of procedural JPEGs (writing them is not timed).
+
+  Then 1 % more files are added and synced again: that append's time is what
+  a sync costs per new file at that gallery size (earlier rows are linked,
+  not rewritten, and unchanged files are not re-read).
+  """
   del peak  # throughput of decode + describe + commit, not a fraction of the matmul ceiling
   import provjax
-  from PIL import Image
-
-  from provjax.data import synthetic
-  from provjax.provenance.build import build_gallery
   from provjax.provenance.engine import Describer
 
   describer = Describer(provjax.create_model("simprov.tiny"))
   rows = []
   for n in [500] if quick else [10_000, 100_000]:
     with tempfile.TemporaryDirectory() as tmp:
-      folder = Path(tmp) / "images"
-      folder.mkdir()
-      for i, (_, image) in enumerate(synthetic.generate_images("gallery", n, 256, seed=3)):
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="JPEG", quality=90)
-        (folder / f"{i:07d}.jpg").write_bytes(buf.getvalue())
-      start = time.perf_counter()
-      with open(os.devnull, "w") as quiet:
-        summary = build_gallery(
-            folder,
-            Path(tmp) / "gallery",
-            describer=describer,
-            descriptor_name="bench",
-            thumb_size=64,
-            progress=False,
-            log=quiet,
-        )
-      sec = time.perf_counter() - start
+      folder, gallery = Path(tmp) / "images", Path(tmp) / "gallery"
+      _write_jpegs(folder, 0, n)
+      sync = lambda: _timed_sync(folder, gallery, describer)
+      full_s, summary = sync()
+      extra = max(100, n // 100)
+      _write_jpegs(folder, n, extra)
+      append_s, appended = sync()
     rows.append(
         {
             "files": n,
             "added": summary["added"],
             "cores": os.cpu_count(),
-            "s": sec,
-            "files/s": n / sec,
+            "s": full_s,
+            "files/s": n / full_s,
+            "append files": appended["added"],
+            "append s": append_s,
+            "append files/s": extra / append_s,
         }
     )
   return rows
+
+
+def _write_jpegs(folder: Path, first: int, count: int, distinct: int = 500) -> None:
+  """`count` JPEGs numbered from `first`: `distinct` procedural scenes, each copy made
+  unique by its number written into a corner in pixels (drawing 100,000 scenes would
+  take longer than indexing them)."""
+  from PIL import Image
+
+  from provjax.data import synthetic
+
+  folder.mkdir(exist_ok=True)
+  hour_ago = time.time() - 3600  # as files copied in earlier: outside the racy window
+  scenes = [image for _, image in synthetic.generate_images("gallery", distinct, 256, seed=3)]
+  bits = 2 ** np.arange(24)
+  for number in range(first, first + count):
+    image = scenes[number % distinct].copy()
+    code = ((number & bits) > 0).reshape(4, 6).repeat(4, 0).repeat(4, 1)
+    image[:16, :24] = 255 * code[..., None].astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=90)
+    path = folder / f"{number:07d}.jpg"
+    path.write_bytes(buf.getvalue())
+    os.utime(path, (hour_ago, hour_ago))
+
+
+def _timed_sync(folder: Path, gallery: Path, describer) -> tuple[float, dict]:
+  from provjax.provenance.build import build_gallery
+
+  start = time.perf_counter()
+  with open(os.devnull, "w") as quiet:
+    summary = build_gallery(
+        folder,
+        gallery,
+        describer=describer,
+        descriptor_name="bench",
+        thumb_size=64,
+        progress=False,
+        log=quiet,
+    )
+  return time.perf_counter() - start, summary
 
 
 SECTIONS = {

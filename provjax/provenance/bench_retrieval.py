@@ -30,7 +30,8 @@ about +-25 %)::
     scann-peer      1000     50     100    31.9   7947     0.9394   1158     42.3
 
 B/vec is ScaNN's serialized searcher (float32 copy for reordering + 4-bit AH codes + leaf
-tokens); a saved ``Index`` adds ``vectors.npy`` and ``ids.npy`` (about 2,196 B/vector in all).
+tokens); a saved ``Index`` adds its float32 vectors and int64 ids (about 2,196 B/vector in
+all).
 The peer anchor row is the PERFORMANCE.md ScaNN configuration run on the same data.
 
 Usage::
@@ -170,7 +171,7 @@ def _measure_build(
             speedup_vs_exact=qps / exact_qps,
             build_s=build_s,
             bytes_per_vector=round(scann_bytes, 1),
-            # An Index also keeps vectors.npy (float32, the source of truth) and ids.npy.
+            # An Index also keeps its float32 vectors (the source of truth) and int64 ids.
             index_bytes_per_vector=round(scann_bytes + 4 * db.shape[1] + 8, 1),
             num_leaves=params.get("num_leaves", "-"),
             leaves_to_search=leaves or params.get("leaves_to_search", "-"),

@@ -12,6 +12,17 @@ leaves the gallery answering exactly as before the sync or after it. Work is
 not lost meanwhile: descriptors and thumbnails of new files are saved to
 `DIR/pending/` every `save_every` images, and a rerun reuses them.
 
+A sync costs what changed, not what is stored: the index and the thumbnails
+are append-only (earlier rows are linked, never rewritten or re-hashed; see
+`provjax.retrieval.index`), the gallery is opened without re-hashing its
+files (`provjax index verify` does that), and a file whose size and
+modification time are those of the last sync is not read again: its sha256
+comes from `DIR/file_hashes.sqlite` (`rehash=True` reads every file). As in
+git, a file modified less than `RACY_NS` before the last sync started is read
+again anyway: a rewrite within the clock's resolution keeps size and time.
+Decoding and resizing run in worker processes for large syncs, one part ahead
+of the descriptor, so the two overlap.
+
 With `shard=(i, n)` the gallery is shard i of n and syncs the files it owns:
 `owner(relative path, n) == i`, a stable hash of the path, so adding or
 removing other files never moves a file between shards, and n hosts sync
@@ -21,24 +32,32 @@ their shards without talking to each other.
 from __future__ import annotations
 
 from concurrent import futures
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import multiprocessing
 import os
 from pathlib import Path
 import shutil
+import sqlite3
 import sys
+import time
 
 import numpy as np
 from tqdm import tqdm
 
-from provjax.data.images import ImageError, failure_line, list_images, read_image
+from provjax.data.images import failure_line, list_images, read_small
 from provjax.provenance.engine import Describer
 from provjax.provenance.gallery import Gallery, shard_directory
 from provjax.retrieval.metadata import sha256_file, utc_now
-from provjax.viz.overlay import resize
 
 COUNTS = ("added", "removed", "changed", "unchanged", "moved", "duplicates", "kept_missing")
+HASHES = "file_hashes.sqlite"
+# Below this many files to decode, starting worker processes (each imports the package) costs
+# more than it saves: threads decode them (Pillow releases the GIL).
+PROCESS_MIN_FILES = 512
+RACY_NS = 2_000_000_000  # file times are coarse (and coarser on network file systems)
 
 
 def owner(relative_path: str, count: int) -> int:
@@ -114,7 +133,7 @@ def open_or_create(
     shard: tuple[int, int] | None = None,
 ) -> Gallery:
   if (Path(directory) / "gallery.json").is_file():
-    gallery = Gallery.open(directory)
+    gallery = Gallery.open(directory, verify=False)  # sizes only: a sync re-hashes nothing stored
     if gallery.info["descriptor"] != descriptor_name:
       raise ValueError(
           f"{directory} was built with {gallery.info['descriptor']}, " f"not {descriptor_name}"
@@ -145,13 +164,16 @@ def build_gallery(
     log=None,
     shard: tuple[int, int] | None = None,
     delete: bool = True,
+    rehash: bool = False,
+    workers: str = "auto",
 ) -> dict:
   """Sync the gallery at `directory` with `images` (a folder or a list of paths).
 
   Returns the summary: files, added, removed, changed, unchanged, moved,
   duplicates, kept_missing, errors (files that could not be read or decoded:
   reported on one line each and skipped, to `log`, stderr by default) and
-  the gallery's size after.
+  the gallery's size after. `workers` decodes in "processes", "threads" or
+  by the number of files ("auto": processes from PROCESS_MIN_FILES on).
   """
   log = sys.stderr if log is None else log  # looked up per call: stderr may be redirected
   files = _listing(images)
@@ -166,12 +188,18 @@ def build_gallery(
       shard=shard,
   )
   stats = {"files": len(files), **dict.fromkeys(COUNTS, 0), "errors": 0}
-  found, unreadable = _hash_files(files.values(), stats, log)
+  hashes = Path(directory) / HASHES
+  started = time.time_ns()
+  known = {} if rehash else _load_hashes(hashes)
+  found, unreadable, seen = _hash_files(files.values(), known, stats, log)
+  _save_hashes(hashes, seen, started)  # true whatever becomes of this sync
   plan = plan_sync(gallery.index.live_entries(), found, delete=delete, unreadable=unreadable)
   stats.update(plan.counts)
   revive, new = _split_known(gallery, plan.add)
   pending = Path(directory) / "pending"
-  described = _describe(new, pending, describer, thumb_size, save_every, progress, log, stats)
+  described = _describe(
+      new, pending, describer, thumb_size, save_every, progress, log, stats, workers
+  )
   _commit(gallery, plan, revive, described)
   shutil.rmtree(pending, ignore_errors=True)
   stats["added"] = sum(p not in plan.changed for p in [p for _, p in revive] + list(described))
@@ -179,17 +207,54 @@ def build_gallery(
   return stats
 
 
-def _hash_files(paths, stats, log) -> tuple[dict[str, str], set[str]]:
-  """({resolved path: sha256}, paths that could not be read: reported, and kept as they are)."""
-  found, unreadable = {}, set()
+def _hash_files(paths, known: dict, stats, log):
+  """({resolved path: sha256}, paths that could not be read, {path: (size, mtime, sha256)}).
+
+  A file whose (size, mtime_ns) is the one `known` recorded is not read again.
+  Unreadable files are reported and kept as they are.
+  """
+  found, unreadable, seen = {}, set(), {}
   for path in paths:
+    key = str(path.resolve())
     try:
-      found[str(path.resolve())] = sha256_file(path)
+      st = os.stat(path)
+      stamp = (st.st_size, st.st_mtime_ns)
+      cached = known.get(key)
+      sha = cached[2] if cached and cached[:2] == stamp else sha256_file(path)
     except OSError as e:
       stats["errors"] += 1
-      unreadable.add(str(path.resolve()))
+      unreadable.add(key)
       print(f"provjax index build: skipped {path}: {e}", file=log)
-  return found, unreadable
+      continue
+    found[key] = sha
+    seen[key] = (*stamp, sha)
+  return found, unreadable, seen
+
+
+def _load_hashes(path: Path) -> dict:
+  """{path: (size, mtime_ns, sha256)} the last sync can vouch for (empty when none)."""
+  if not path.is_file():
+    return {}
+  with contextlib.closing(sqlite3.connect(path)) as db:
+    (started,) = db.execute("SELECT started_ns FROM sync").fetchone()
+    rows = db.execute(
+        "SELECT path, size, mtime_ns, sha256 FROM files WHERE mtime_ns < ?", (started - RACY_NS,)
+    ).fetchall()
+  return {p: (size, mtime, sha) for p, size, mtime, sha in rows}
+
+
+def _save_hashes(path: Path, seen: dict, started: int) -> None:
+  """Written aside and renamed in: a cache, but never a half-written one."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".tmp-{path.name}")
+  tmp.unlink(missing_ok=True)
+  with contextlib.closing(sqlite3.connect(tmp)) as db:
+    db.execute("CREATE TABLE sync (started_ns INT)")
+    db.execute("INSERT INTO sync VALUES (?)", (started,))
+    db.execute("CREATE TABLE files (path TEXT PRIMARY KEY, size INT, mtime_ns INT, sha256 TEXT)")
+    db.executemany("INSERT INTO files VALUES (?, ?, ?, ?)", [(p, *v) for p, v in seen.items()])
+    db.commit()
+  os.replace(tmp, path)
 
 
 def _commit(gallery: Gallery, plan: SyncPlan, revive, described: dict) -> None:
@@ -237,24 +302,28 @@ def _stored(gallery: Gallery, id_: int) -> bool:
     return False
 
 
-def _describe(new, pending, describer, thumb_size, save_every, progress, log, stats):
+def _describe(new, pending, describer, thumb_size, save_every, progress, log, stats, workers):
   """{path: (sha256, descriptor, thumbnail)} of the new files that decode.
 
   Results are saved to `pending/` every `save_every` images (atomic files,
   not part of the gallery until the sync commits), so a killed sync's rerun
-  describes only what is left.
+  describes only what is left. The workers decode the next part while the
+  descriptor runs on this one: at most two parts of small images are in memory.
   """
   cached = _load_pending(pending)
   out = {path: (sha, *cached[sha]) for path, sha in new if sha in cached}
   todo = [(path, sha) for path, sha in new if sha not in cached]
   bar = tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="index build")
-  small = functools.partial(_small, sizes=(describer.size, thumb_size))
-  # Decoding and resizing run in threads (Pillow releases the GIL), in order.
-  with futures.ThreadPoolExecutor(os.cpu_count() or 1) as executor:
-    for start in range(0, len(todo), save_every):
-      part = todo[start : start + save_every]
+  small = functools.partial(read_small, sizes=(describer.size, thumb_size))
+  parts = [todo[start : start + save_every] for start in range(0, len(todo), save_every)]
+  with _decoder(workers, len(todo)) as executor:
+    decode = lambda part: executor.map(small, [p for p, _ in part], chunksize=_chunk(part))
+    ahead = decode(parts[0]) if parts else None
+    for n, part in enumerate(parts):
+      results = list(ahead)
+      ahead = decode(parts[n + 1]) if n + 1 < len(parts) else None
       images, thumbs, kept = [], [], []
-      for (path, sha), result in zip(part, executor.map(small, [p for p, _ in part])):
+      for (path, sha), result in zip(part, results):
         if isinstance(result, Exception):
           stats["errors"] += 1
           print(f"provjax index build: skipped {failure_line(path, result)}", file=log)
@@ -271,16 +340,23 @@ def _describe(new, pending, describer, thumb_size, save_every, progress, log, st
   return out
 
 
-def _small(path: str, sizes: tuple[int, int]):
-  """(descriptor-size image, thumbnail) of one file, or the error that stopped it.
+def _decoder(workers: str, count: int):
+  """An executor for decoding: worker processes for large syncs, else threads."""
+  if workers not in ("auto", "processes", "threads"):
+    raise ValueError(f"workers must be auto, processes or threads, not {workers!r}")
+  cpus = os.cpu_count() or 1
+  if workers == "processes" or (workers == "auto" and count >= PROCESS_MIN_FILES):
+    # forkserver: the workers are forked from a clean server, never from this process,
+    # whose JAX runtime threads a fork would copy mid-flight.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["provjax.data.images"])
+    return futures.ProcessPoolExecutor(cpus, mp_context=context)
+  return futures.ThreadPoolExecutor(cpus)
 
-  Only the two small sizes are kept: full-size photos would not fit in memory.
-  """
-  try:
-    image = read_image(path)
-  except (ImageError, OSError) as e:
-    return e
-  return tuple(resize(image, s, s) for s in sizes)
+
+def _chunk(part) -> int:
+  """Tasks per message to a worker: fewer, larger messages once a part is large."""
+  return max(1, len(part) // (8 * (os.cpu_count() or 1)))
 
 
 def _load_pending(pending: Path) -> dict:

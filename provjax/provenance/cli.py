@@ -41,6 +41,7 @@ def cmd_index_build(args) -> int:
       progress=not args.no_progress,
       shard=shard,
       delete=not args.no_delete,
+      rehash=args.rehash,
   )
   print(json.dumps({"index": str(args.index), **stats}))
   return 1 if stats["errors"] else 0
@@ -50,6 +51,21 @@ def cmd_index_stats(args) -> int:
   from provjax.provenance.gallery import Gallery
 
   print(json.dumps({"index": str(args.index), **Gallery.open(args.index).stats()}))
+  return 0
+
+
+def cmd_index_verify(args) -> int:
+  """Every checksum of the gallery (index files and thumbnails); exit 1 names a corrupt file."""
+  from provjax.provenance.gallery import Gallery
+  from provjax.retrieval.index import IndexCorruptError
+
+  try:
+    result = Gallery.open(args.index, verify=False).verify()
+  except IndexCorruptError as e:
+    print(f"provjax index verify: {e}", file=sys.stderr)
+    print(json.dumps({"index": str(args.index), "ok": False, "error": str(e)}))
+    return 1
+  print(json.dumps({"index": str(args.index), **result}))
   return 0
 
 
@@ -244,6 +260,11 @@ def add_commands(sub) -> None:
       default=1000,
       help="save progress every N images, so an interrupted build resumes there",
   )
+  b.add_argument(
+      "--rehash",
+      action="store_true",
+      help="read every file for its sha256, even those whose size and time are unchanged",
+  )
   b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
   b.add_argument(
       "--shard",
@@ -257,6 +278,7 @@ def add_commands(sub) -> None:
   for name, fn, text in (
       ("stats", cmd_index_stats, "size, shards, tombstones, bytes and last sync as JSON"),
       ("compact", cmd_index_compact, "rebuild the search structures without tombstones (atomic)"),
+      ("verify", cmd_index_verify, "check the sha256 of every index file and thumbnail chunk"),
   ):
     c = isub.add_parser(name, help=text)
     c.add_argument("--index", required=True, help="gallery folder made by `provjax index build`")

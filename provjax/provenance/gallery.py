@@ -5,18 +5,22 @@
     DIR/thumbs/        comparator-size thumbnails in chunks: `chunk-<time ns>.thumbs.npy`
                        (uint8 [N, S, S, 3], memory-mapped when opened) then
                        `chunk-<time ns>.ids.npy` (int64 [N]), each written to a temporary
-                       name and renamed (atomic); the ids file completes a chunk, always
-                       before the index that refers to it
+                       name and renamed (atomic), always before the index that lists it:
+                       the index property `thumb_chunks` names every chunk of the gallery
+                       with its rows and the sha256 and size of both files
     DIR/gallery.json   descriptor, thumbnail size, backend and shard (written at creation)
 
 Thumbnails travel with the index so that re-ranking k candidates needs no
 decoding of the originals: the comparator reads the k it needs from the
 memory-mapped chunks, so an open gallery holds only the ids in RAM and the
-page cache keeps what is read often. (Galleries written before this layout
-have `chunk-<time ns>.npz` files; they are still read, into memory.)
-An id belongs to one content (sha256) for the life of the gallery, so a
-thumbnail chunk can never hold a wrong picture for an id, and chunks that the
-index does not (yet, or any more) refer to are harmless.
+page cache keeps what is read often. A sync writes one new chunk and never
+touches the earlier ones. Opening checks that every listed chunk is there at
+its size; `verify()` checks their checksums too (`provjax index verify`).
+(Galleries written before the list have every `chunk-*` file read, and the
+older `chunk-<time ns>.npz` files are read into memory.) An id belongs to one
+content (sha256) for the life of the gallery, so a thumbnail chunk can never
+hold a wrong picture for an id, and chunks that the index does not (yet, or
+any more) list, left by a killed sync, are ignored.
 
 A gallery built on many hosts is a folder of shards, `DIR/shard-<i>-of-<n>/`,
 each a gallery of its own. Shard i of n gives out ids i, i + n, i + 2n, ...
@@ -34,7 +38,7 @@ import time
 
 import numpy as np
 
-from provjax.retrieval.index import Index
+from provjax.retrieval.index import Index, IndexCorruptError, file_info
 from provjax.retrieval.sharded import ShardedIndex, shard_dir_name
 
 
@@ -69,8 +73,8 @@ class Gallery:
     self.index = index
     self.info = info
     self._chunks: list[tuple[np.ndarray, np.ndarray]] = []  # (ids, thumbs) per chunk
-    self._pending: list[tuple[np.ndarray, np.ndarray]] = []
     self._row_of: dict[int, tuple[int, int]] = {}
+    self._listed: dict[str, dict] = {}  # chunk stem -> {"rows", "files": {name: info}}
 
   @classmethod
   def create(
@@ -100,12 +104,22 @@ class Gallery:
     gallery = cls(
         directory, Index.load(directory / "index", verify=verify), json.loads(info_path.read_text())
     )
-    for path in sorted((directory / "thumbs").glob("chunk-*")):
-      if path.name.endswith(_IDS):
-        gallery._register(*_read_chunk(path))
-      elif path.suffix == ".npz":
-        with np.load(path) as z:
-          gallery._register(z["ids"], z["thumbs"])
+    listed = gallery.index.get_property(_LISTED)
+    thumbs_dir = directory / "thumbs"
+    if listed is None:  # written before chunks were listed: every complete chunk counts
+      for path in sorted(thumbs_dir.glob("chunk-*" + _IDS)):
+        ids, thumbs = _read_chunk(path)
+        gallery._register(ids, thumbs)
+        gallery._list(path, len(ids))  # the next save commits the list
+    else:
+      gallery._listed = json.loads(listed)
+      for stem, chunk in sorted(gallery._listed.items()):
+        for name, info in chunk["files"].items():
+          _check_size(thumbs_dir / name, info["bytes"])
+        gallery._register(*_read_chunk(thumbs_dir / (stem + _IDS)))
+    for path in sorted(thumbs_dir.glob("chunk-*.npz")):
+      with np.load(path) as z:
+        gallery._register(z["ids"], z["thumbs"])
     return gallery
 
   def __len__(self) -> int:
@@ -140,7 +154,9 @@ class Gallery:
     """Add L2-normalised vectors and their thumbnails; returns the ids added.
 
     Ids default to fresh ones (`new_ids`); a sync passes the id its content
-    had before it was compacted away.
+    had before it was compacted away. The thumbnails go to disk now, as a
+    new chunk (memory-mapped from then on): the chunk is part of the gallery
+    once `save` commits the index that lists it.
     """
     if ids is None:
       ids = self.new_ids(len(paths))
@@ -148,8 +164,9 @@ class Gallery:
     result = self.index.add(ids, vectors, paths=paths, sha256s=sha256s)
     keep = np.isin(ids, result.added)
     if keep.any():
-      self._register(ids[keep], thumbs[keep])
-      self._pending.append((ids[keep], thumbs[keep]))
+      written = _write_chunk(self.directory / "thumbs", ids[keep], thumbs[keep])
+      self._register(*_read_chunk(written))
+      self._list(written, int(keep.sum()))
     return result.added
 
   def candidates(self, ids) -> dict[int, dict]:
@@ -170,18 +187,20 @@ class Gallery:
     self.index.remove(ids)
 
   def save(self) -> None:
-    """Commit: new thumbnail chunks, then the index (one atomic swap), then gallery.json.
+    """Commit: the index (one atomic swap, listing the new chunks), then gallery.json.
 
     A kill before the index swap leaves the gallery as it was (the new
-    chunks are unreferenced); after it, as it is now.
+    chunks are not listed); after it, as it is now. Chunks that no commit
+    listed (left by a killed sync) are deleted after the swap.
     """
-    for ids, thumbs in self._pending:
-      _write_chunk(self.directory / "thumbs", ids, thumbs)
-    self._pending = []
     self.index.save(self.directory / "index")
     _atomic_write_bytes(
         self.directory / "gallery.json", (json.dumps(self.info, indent=2) + "\n").encode()
     )
+    listed = {name for chunk in self._listed.values() for name in chunk["files"]}
+    for path in (self.directory / "thumbs").glob("*chunk-*.npy"):
+      if path.name not in listed:
+        path.unlink()
 
   def compact(self) -> dict:
     """Rebuild the index and thumbnails without tombstones, atomically; returns what it dropped.
@@ -196,6 +215,11 @@ class Gallery:
     old_files = sorted(thumbs_dir.glob("chunk-*"))
     kept = _write_chunk(thumbs_dir, live, self.thumbs(live)) if len(live) else None
     self.index = self.index.compact()
+    self._listed = {}
+    if kept is not None:
+      self._list(kept, len(live))
+    else:
+      self.index.set_property(_LISTED, "{}")
     self.index.save(self.directory / "index")
     for path in old_files:  # ids files first in name order: a chunk is never half there
       path.unlink()
@@ -203,6 +227,31 @@ class Gallery:
     if kept is not None:
       self._register(*_read_chunk(kept))
     return {"dropped": dropped, "size": len(self)}
+
+  def _list(self, ids_path: Path, rows: int) -> None:
+    """Adds a written chunk to the list the next index save commits."""
+    stem = ids_path.name[: -len(_IDS)]
+    names = (stem + _THUMBS, stem + _IDS)
+    files = {name: file_info(str(ids_path.with_name(name))) for name in names}
+    self._listed[stem] = {"rows": rows, "files": files}
+    self.index.set_property(_LISTED, json.dumps(self._listed, sort_keys=True))
+
+  def verify(self) -> dict:
+    """Checks the sha256 of every index file and listed thumbnail chunk.
+
+    Opening checks sizes only, and the index's checksums when asked: this
+    reads every thumbnail too (about 12 KB per entry at 64 px).
+
+    Raises:
+        IndexCorruptError: naming the first file whose checksum differs.
+    """
+    Index.load(self.directory / "index", verify=True)
+    for stem, chunk in sorted(self._listed.items()):
+      for name, info in chunk["files"].items():
+        path = self.directory / "thumbs" / name
+        if file_info(str(path))["sha256"] != info["sha256"]:
+          raise IndexCorruptError(f"{path}: checksum mismatch (sha256 differs from the index)")
+    return {"size": len(self), "thumbnail_chunks": len(self._listed), "ok": True}
 
   def stats(self) -> dict:
     """Size, tombstones, bytes on disk and last sync of this gallery (or shard)."""
@@ -216,6 +265,16 @@ class Gallery:
 
 
 _IDS, _THUMBS = ".ids.npy", ".thumbs.npy"
+_LISTED = "thumb_chunks"  # index property: the chunks of the gallery, with checksums
+
+
+def _check_size(path: Path, expected: int) -> None:
+  if not path.is_file():
+    raise IndexCorruptError(f"{path}: missing (listed by the gallery's index)")
+  if path.stat().st_size != expected:
+    raise IndexCorruptError(
+        f"{path}: size {path.stat().st_size} does not match the index ({expected} bytes)"
+    )
 
 
 def _write_chunk(folder: Path, ids: np.ndarray, thumbs: np.ndarray) -> Path:
@@ -270,6 +329,15 @@ class ShardedGallery:
       if id_ >= 0:
         out[n] = self.shards[self._shard_of[id_]].thumbs(np.array([id_]))[0]
     return out
+
+  def verify(self) -> dict:
+    per = [g.verify() for g in self.shards]
+    return {
+        "size": sum(p["size"] for p in per),
+        "thumbnail_chunks": sum(p["thumbnail_chunks"] for p in per),
+        "shards": len(per),
+        "ok": True,
+    }
 
   def compact(self) -> dict:
     """Compact every shard (each atomic on its own: each answers the same throughout)."""
