@@ -225,7 +225,25 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
   Raises:
     NotADirectoryError: if `folder` is not an existing directory.
   """
-  root = Path(folder)
-  if not root.is_dir():
-    raise NotADirectoryError(f"{root}: not a directory")
-  return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+  return [Path(path) for path, _ in walk_images(folder)]
+
+
+def walk_images(folder: str | os.PathLike) -> list[tuple[str, bool]]:
+  """(path, is a symbolic link) of each image file under `folder`, sorted as
+  `list_images` sorts them (by path components); links to directories are not
+  followed (as `Path.rglob` does not).
+
+  Strings and one `scandir` per directory: a gallery sync lists a million files.
+  """
+  root = os.fspath(folder)
+  if not os.path.isdir(root):
+    raise NotADirectoryError(f"{Path(root)}: not a directory")
+  found, stack = [], [root]
+  while stack:
+    with os.scandir(stack.pop()) as entries:
+      for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+          stack.append(entry.path)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+          found.append((entry.path, entry.is_symlink()))
+  return sorted(found, key=lambda item: item[0].split(os.sep))

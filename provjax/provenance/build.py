@@ -47,7 +47,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from provjax.data.images import failure_line, list_images, read_small
+from provjax.data.images import failure_line, read_small, walk_images
 from provjax.provenance.engine import Describer
 from provjax.provenance.gallery import Gallery, shard_directory
 from provjax.retrieval.metadata import sha256_file, utc_now
@@ -208,26 +208,25 @@ def build_gallery(
 
 
 def _hash_files(paths, known: dict, stats, log):
-  """({resolved path: sha256}, paths that could not be read, {path: (size, mtime, sha256)}).
+  """({path: sha256}, paths that could not be read, {path: (size, mtime, sha256)}).
 
   A file whose (size, mtime_ns) is the one `known` recorded is not read again.
   Unreadable files are reported and kept as they are.
   """
   found, unreadable, seen = {}, set(), {}
   for path in paths:
-    key = str(path.resolve())
     try:
       st = os.stat(path)
       stamp = (st.st_size, st.st_mtime_ns)
-      cached = known.get(key)
+      cached = known.get(path)
       sha = cached[2] if cached and cached[:2] == stamp else sha256_file(path)
     except OSError as e:
       stats["errors"] += 1
-      unreadable.add(key)
+      unreadable.add(path)
       print(f"provjax index build: skipped {path}: {e}", file=log)
       continue
-    found[key] = sha
-    seen[key] = (*stamp, sha)
+    found[path] = sha
+    seen[path] = (*stamp, sha)
   return found, unreadable, seen
 
 
@@ -276,12 +275,21 @@ def _commit(gallery: Gallery, plan: SyncPlan, revive, described: dict) -> None:
   gallery.save()
 
 
-def _listing(images) -> dict[str, Path]:
-  """{key: path}: keys are paths relative to the folder (the shard owner's input)."""
-  if isinstance(images, (str, Path)):
-    root = Path(images)
-    return {p.relative_to(root).as_posix(): p for p in list_images(root)}
-  return {Path(p).as_posix(): Path(p) for p in images}
+def _listing(images) -> dict[str, str]:
+  """{key: resolved path}: keys are paths relative to the folder (the shard owner's input).
+
+  The folder is resolved once, and only a file that is a link on its own (links to
+  directories are not followed); a per-file resolve costs a syscall per path component.
+  """
+  if not isinstance(images, (str, Path)):
+    return {Path(p).as_posix(): os.path.realpath(p) for p in images}
+  root = os.fspath(images)
+  real_root = os.path.realpath(root)
+  out = {}
+  for path, is_link in walk_images(root):
+    key = path[len(root) :].lstrip(os.sep).replace(os.sep, "/")
+    out[key] = os.path.realpath(path) if is_link else os.path.join(real_root, key)
+  return out
 
 
 def _split_known(gallery: Gallery, add: list[tuple[str, str]]):
