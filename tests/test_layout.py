@@ -22,6 +22,7 @@ METRICS = {"metrics"}
 SHARED = {
     "__init__",
     "cards",
+    "compile_options",
     "config",
     "data",
     "metrics",

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from provjax import compile_options
 from provjax.models.trufor import preprocess
 from provjax.viz import overlay
 
@@ -76,7 +77,9 @@ class Detector:
     if key not in self._compiled:
       image = jax.ShapeDtypeStruct((1, *key, 3), jnp.uint8)
       forward = jax.jit(_forward, static_argnums=0)
-      self._compiled[key] = forward.lower(self.graphdef, self.state, image).compile()
+      self._compiled[key] = forward.lower(self.graphdef, self.state, image).compile(
+          compiler_options=compile_options.compiler_options()
+      )
     return self._compiled[key]
 
   def check_size(self, height: int, width: int) -> None:

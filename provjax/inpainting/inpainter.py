@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from provjax import compile_options
 from provjax.data.images import read_image
 from provjax.models import safepaint
 
@@ -120,7 +121,9 @@ class Inpainter:
       images = jax.ShapeDtypeStruct((*key, 3), jnp.uint8)
       holes = jax.ShapeDtypeStruct(key, jnp.bool_)
       forward = jax.jit(_forward, static_argnums=0)
-      self._compiled[key] = forward.lower(self.graphdef, self.state, images, holes).compile()
+      self._compiled[key] = forward.lower(self.graphdef, self.state, images, holes).compile(
+          compiler_options=compile_options.compiler_options()
+      )
     return self._compiled[key]
 
   def check_size(self, height: int, width: int) -> None:

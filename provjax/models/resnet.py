@@ -4,6 +4,10 @@ The stem, blocks and stages are separate modules because the SImProv
 comparator splits a ResNet-50 in the middle of `layer1` (see
 specs/simprov.md, section 2): it needs the pieces, not only the whole.
 Images are NHWC float32 (ImageNet-normalised by the caller).
+
+`fold_batch_norm` turns a trained model into its inference form: each
+BatchNorm merged into the conv before it, so a forward pass runs one conv
+(with bias) where it ran a conv and a normalisation.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class Stem(nnx.Module):
     self.bn = batch_norm(out_ch, rngs=rngs, dtype=dtype)
 
   def __call__(self, x, *, train: bool):
-    x = nnx.relu(self.bn(self.conv(x), use_running_average=not train))
+    x = nnx.relu(_norm(self.bn, self.conv(x), train))
     return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
@@ -89,13 +93,22 @@ class Block(nnx.Module):
       self.proj_bn = batch_norm(out_ch, rngs=rngs, dtype=dtype)
 
   def __call__(self, x, *, train: bool):
-    ura = not train
-    residual = x if not self.has_proj else self.proj_bn(self.proj(x), use_running_average=ura)
+    residual = x if not self.has_proj else _norm(self.proj_bn, self.proj(x), train)
     for n, (c, bn) in enumerate(zip(self.convs, self.bns)):
-      x = bn(c(x), use_running_average=ura)
+      x = _norm(bn, c(x), train)
       if n < len(self.convs) - 1:
         x = nnx.relu(x)
     return nnx.relu(x + residual)
+
+
+def _norm(bn: nnx.BatchNorm | None, x, train: bool):
+  """`bn(x)`, or `x` where `fold_batch_norm` has moved the BatchNorm into the conv."""
+  if bn is not None:
+    return bn(x, use_running_average=not train)
+  if train:
+    # The folded conv holds the running statistics: there are no batch statistics to use.
+    raise ValueError("a model from fold_batch_norm is for inference (train=False) only")
+  return x
 
 
 def make_blocks(
@@ -137,6 +150,42 @@ class ResNet(nnx.Module):
       for block in blocks:
         x = block(x, train=train)
     return x
+
+
+def fold_conv(layer: nnx.Conv, bn: nnx.BatchNorm) -> nnx.Conv:
+  """A conv with bias computing `bn(layer(x))` for BatchNorm in eval mode.
+
+  Per output channel, g = scale / sqrt(var + eps): kernel * g and
+  (bias - mean) * g + beta (bias 0 for a conv without one).
+  """
+  gain = bn.scale[...] / jnp.sqrt(bn.var[...] + bn.epsilon)
+  bias = layer.bias[...] if layer.use_bias else 0.0
+  folded = nnx.clone(layer)
+  folded.kernel = layer.kernel.replace(layer.kernel[...] * gain)
+  # The BatchNorm's shift parameter already has the bias' shape and sharding names.
+  folded.bias = bn.bias.replace((bias - bn.mean[...]) * gain + bn.bias[...])
+  folded.use_bias = True
+  return folded
+
+
+def fold_batch_norm(model: nnx.Module) -> nnx.Module:
+  """A copy of `model` whose ResNet stems and blocks have their BatchNorms folded away.
+
+  Works on any model built from `Stem` and `Block` (ResNet, the SImProv
+  descriptor, SSCD, ...); the result computes what `model(x, train=False)`
+  computes, to float rounding, and refuses `train=True`. `model` is unchanged.
+  """
+  model = nnx.clone(model)
+  # Listed first: the loop replaces nodes of the graph it would otherwise be walking.
+  for module in [m for _, m in nnx.iter_modules(model)]:
+    if isinstance(module, Stem) and module.bn is not None:
+      module.conv, module.bn = fold_conv(module.conv, module.bn), None
+    elif isinstance(module, Block) and module.bns[0] is not None:
+      for n, bn in enumerate(module.bns):
+        module.convs[n], module.bns[n] = fold_conv(module.convs[n], bn), None
+      if module.has_proj:
+        module.proj, module.proj_bn = fold_conv(module.proj, module.proj_bn), None
+  return model
 
 
 def flops_per_image(model: nnx.Module, image_size: int) -> float:

@@ -12,6 +12,7 @@ from flax import nnx
 import jax
 import optax
 
+from provjax import compile_options
 from provjax.tasks.contract import Task
 from provjax.train import mesh as mesh_lib
 
@@ -58,7 +59,12 @@ def make_train_step(graphdef, task: Task, config, state_sharding, frozen: tuple[
   specs = task.optimizers(config)
   step_fn = task.train_step or functools.partial(default_step, task, specs)
 
-  @functools.partial(jax.jit, donate_argnums=(0,), out_shardings=(state_sharding, None))
+  @functools.partial(
+      jax.jit,
+      donate_argnums=(0,),
+      out_shardings=(state_sharding, None),
+      compiler_options=compile_options.compiler_options(),
+  )
   def train_step(state, batch, step):
     # Plain arrays, taken before the step: merge shares Variables with `state`.
     frozen_in = {name: nnx.to_pure_dict(state["models"][name]) for name in frozen}
