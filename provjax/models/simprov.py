@@ -19,6 +19,8 @@ from provjax.models.layers.preprocess import imagenet_normalize
 
 VARIANTS = {
     "tiny": dict(backbone="tiny", dim=256, image_size=64),
+    # ResNet-18 at 128 px: sized to train on a CPU in hours (no released weights yet).
+    "small": dict(backbone="r18", dim=256, image_size=128),
     "r50": dict(backbone="r50", dim=256, image_size=224),
 }
 

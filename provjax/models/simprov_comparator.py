@@ -44,6 +44,19 @@ VARIANTS = {
         flow_hidden=32,
         flow_levels=2,
     ),
+    # ResNet-18 at 128 px, ending at 4x4: sized to train on a CPU in hours
+    # (no released weights yet).
+    "small": dict(
+        backbone="r18",
+        image_size=128,
+        grid=7,
+        hidden=256,
+        warp_widths=(16, 32, 48),
+        warp_radius=3,
+        stn_hidden=128,
+        flow_hidden=48,
+        flow_levels=2,
+    ),
     # The spec's model: ResNet-50 split after layer1[0].conv2, 2048x7x7 at 224 px.
     "r50": dict(
         backbone="r50",

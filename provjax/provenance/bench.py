@@ -1,12 +1,13 @@
 """SImProv's sections of `provjax bench` (printed, not asserted).
 
-  models      forward throughput of the descriptors (tiny and r50, batch 16)
+  models      descriptor forwards (tiny and r50, batch 16): as trained, bf16, and the
+              inference form the engine runs (BatchNorm folded, compile_options)
   train       train-step median for descriptor tiny / r50 configs, model FLOPs per
               step and the fraction of the matmul ceiling it reaches
   pipeline    grain pipeline images/s (decode + augment + batch) for the descriptor
   retrieval   ScaNN vs exact at 1M x 256 (PERFORMANCE.md recipe) with a sweep
-  provenance  end-to-end query latency (search + k=100 comparator re-rank) over
-              gallery sizes
+  provenance  end-to-end query latency (search + k=100 comparator re-rank), tiny and
+              small models, over gallery sizes
 
 `SECTIONS` maps each name to (title, fn); `fn(quick, peak)` returns table rows
 for the runner to print, or prints its own table and returns None.
@@ -32,23 +33,34 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "simprov"
 
 
 def bench_models(quick: bool, peak: float) -> list[dict]:
+  """Descriptor forwards as trained (f32, bf16) and in the engine's inference form."""
   del peak  # forward throughput is reported as is
   import provjax
+  from provjax import compile_options
+  from provjax.models import resnet
 
   rows = []
   for variant in ["tiny"] if quick else ["tiny", "r50"]:
-    for dtype in (jnp.float32, jnp.bfloat16):
+    forms = [
+        ("f32", jnp.float32, False),
+        ("bf16", jnp.bfloat16, False),
+        ("f32 folded + compile_options", jnp.float32, True),
+    ]
+    for form, dtype, inference in forms:
       model = provjax.create_model(f"simprov.{variant}", dtype=dtype)
+      if inference:
+        model = resnet.fold_batch_norm(model)
+      options = compile_options.compiler_options() if inference else {}
       graphdef, state = nnx.split(model)
       s, b = model.image_size, 16
-      fwd = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x))
+      fwd = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x), compiler_options=options)
       x = jnp.asarray(np.random.default_rng(0).random((b, s, s, 3), np.float32))
       sec = median_seconds(lambda: fwd(state, x).block_until_ready(), repeats=3 if quick else 5)
       flops = compiled_flops(fwd.lower(state, x).compile())
       rows.append(
           {
               "model": f"simprov.{variant}",
-              "dtype": jnp.dtype(dtype).name,
+              "form": form,
               "batch": b,
               "images/s": b / sec,
               "GFLOP/s": flops / sec / 1e9,
@@ -88,6 +100,8 @@ def bench_train(quick: bool, peak: float) -> list[dict]:
             "config": f"descriptor:{arg}",
             "images/step": batch * v,
             "step ms": 1e3 * sec,
+            # What the grain pipeline must deliver to keep up (`pipeline` section).
+            "originals/s": batch / sec,
             "GFLOP/step": flops / 1e9,
             "GFLOP/s": flops / sec / 1e9,
             "of peak": flops / sec / 1e9 / peak,
@@ -138,11 +152,18 @@ def bench_provenance(quick: bool, peak: float) -> list[dict]:
   from provjax.provenance.engine import Engine
   from provjax.provenance.gallery import Gallery
 
-  descriptor = provjax.create_model("simprov.tiny")
-  comparator = provjax.create_model("simprov_comparator.tiny")
   image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+  # small's 128 px thumbnails take 48 KiB an entry: 1M of them would be 49 GB
+  # written for a figure that differs from 100k's by the search alone.
+  plan = (
+      [("tiny", [10_000])]
+      if quick
+      else [("tiny", [10_000, 100_000, 1_000_000]), ("small", [10_000, 100_000])]
+  )
   rows = []
-  for n in [10_000] if quick else [10_000, 100_000, 1_000_000]:
+  for variant, n in [(v, n) for v, sizes in plan for n in sizes]:
+    descriptor = provjax.create_model(f"simprov.{variant}")
+    comparator = provjax.create_model(f"simprov_comparator.{variant}")
     with tempfile.TemporaryDirectory() as tmp:
       build_s = _random_gallery(tmp, n, comparator.image_size)
       resident = _opened_resident_mib(tmp)
@@ -157,6 +178,7 @@ def bench_provenance(quick: bool, peak: float) -> list[dict]:
       del engine, gallery
     rows.append(
         {
+            "models": variant,
             "gallery": n,
             "k": 100,
             "query ms (median)": 1e3 * np.median(one),
@@ -296,5 +318,5 @@ SECTIONS = {
     "train": ("train step (synthetic batch, data excluded)", bench_train),
     "pipeline": ("grain pipeline", bench_pipeline),
     "retrieval": ("retrieval", bench_retrieval),
-    "provenance": ("provenance query latency (tiny models)", bench_provenance),
+    "provenance": ("provenance query latency (tiny and small models)", bench_provenance),
 }
