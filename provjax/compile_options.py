@@ -2,10 +2,10 @@
 
 jax 0.10's CPU backend hands convolutions to YNNPACK by default; on this
 machine's AVX2 CPU, Eigen's kernels run them much faster: the r50 descriptor
-forward 1.7x (scripts/bench_descriptor_torch.py) and its train step 3.5x
-(`provjax bench --only train`). An empty list of YNN fusion types sends every
-op back to Eigen. Other backends, and an XLA that no longer has the option,
-get no options.
+forward 1.5x (1.7x with `resnet.fold_batch_norm`; scripts/bench_descriptor_torch.py)
+and its train step 3.5x (scripts/bench_compile_options.py). An empty list of YNN
+fusion types sends every op back to Eigen. Other backends, and an XLA that no
+longer has the option, get no options.
 """
 
 from __future__ import annotations
