@@ -4,6 +4,7 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import provjax
 from provjax.models import resnet
@@ -22,6 +23,7 @@ def test_small_descriptor_is_a_resnet18_at_128_px():
   assert out.shape == (2, 256)
 
 
+@pytest.mark.slow  # 47 s on 2 cores; the tiny comparator's folding runs by default
 def test_small_comparator_folded_predicts_what_eval_mode_does():
   model = provjax.create_model("simprov_comparator.small")
   assert model.image_size == 128 and model.grid == 7
