@@ -82,6 +82,25 @@ def test_grain_batches_are_deterministic_and_resumable(tiny_source):
   assert not np.array_equal(first[0]["id"], first[1]["id"])
 
 
+def test_worker_processes_make_the_threads_batches_in_order(tiny_source):
+  ds = pipeline.make_dataset(
+      tiny_source[0]["train"],
+      seed=3,
+      batch_size=4,
+      map_fn=_mean_map,
+      process_index=0,
+      process_count=1,
+  )
+  threads, workers = pipeline.iterate(ds, start=2), pipeline.iterate(ds, start=2, num_workers=2)
+  try:
+    for _ in range(5):  # more batches than workers: their outputs interleave back in order
+      want, got = next(threads), next(workers)
+      np.testing.assert_array_equal(got["id"], want["id"])
+      np.testing.assert_array_equal(got["x"], want["x"])
+  finally:
+    workers.close()
+
+
 def test_per_process_split_partitions_records(tiny_source):
   src = tiny_source[0]["train"]
   seen = []

@@ -414,3 +414,44 @@ def test_apply_and_identity():
   out = T.apply(image, [T.hflip, T.hflip], np.random.default_rng(0))
   np.testing.assert_array_equal(out.image, image)
   np.testing.assert_array_equal(out.coords, e.coords)
+
+
+# ------------------------------------------------------------ untracked
+
+
+@pytest.mark.parametrize("name", T.ALL_FAMILIES)
+def test_untracked_views_have_the_tracked_pixels(name):
+  image = smooth_image(3)
+  for seed in range(3):
+    op = T.benign_family(name)
+    want = T.to_size(op(T.identity(image), np.random.default_rng(seed)), 40)
+    got = T.to_size(op(T.untracked(image), np.random.default_rng(seed)), 40)
+    np.testing.assert_array_equal(got.image, want.image)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    assert not got.tracked and got.coords.shape == want.image.shape[:2] + (0,)
+
+
+def test_untracked_manipulations_have_the_tracked_pixels_and_masks():
+  image, donor = smooth_image(4), smooth_image(5)
+  kinds = set()
+  for seed in range(12):
+    edit = lambda e: T.random_manipulation(e, np.random.default_rng(seed), donors=[donor])
+    want, got = edit(T.identity(image)), edit(T.untracked(image))
+    np.testing.assert_array_equal(got.image, want.image)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    kinds.add(int(want.mask.sum()))
+  assert len(kinds) > 3  # several different edits were drawn
+  with pytest.raises(ValueError, match="untracked"):
+    T.valid(got.coords)
+
+
+def test_a_donor_function_is_called_only_for_a_splice():
+  calls = []
+
+  def donor():
+    calls.append(1)
+    return smooth_image(5)
+
+  for seed in range(12):
+    T.random_manipulation(T.identity(smooth_image(4)), np.random.default_rng(seed), donor)
+  assert 0 < len(calls) < 12  # one call per splice drawn, none for copy-moves and removals

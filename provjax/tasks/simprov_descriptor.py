@@ -35,9 +35,9 @@ def _source(config, split: str):
 def make_views(record, rng: np.random.Generator, *, npos: int, size: int) -> dict:
   """`npos` benign views: half of the original, half of a manipulated copy."""
   image = read_image(record["image"], name=f"record {record.get('id')}")
-  original = transforms.identity(image)
-  donor = splits.draw_procedural(rng, image.shape[0], "train")  # train sources only
-  edited = transforms.random_manipulation(original, rng, donors=[donor])
+  original = transforms.untracked(image)  # the loss reads the views' pixels only
+  donor = lambda: splits.draw_procedural(rng, image.shape[0], "train")  # train sources only
+  edited = transforms.random_manipulation(original, rng, donors=donor)
   sources = [original] * (npos // 2) + [edited] * (npos - npos // 2)
   views = [transforms.to_size(transforms.random_benign(s, rng), size).image for s in sources]
   return {"views": np.stack(views)}

@@ -232,7 +232,12 @@ def batches(records: grain.MapDataset, config, map_fn, *, start_step: int = 0):
   map_seed = int(np.random.SeedSequence([config.seed, index]).generate_state(1)[0])
   ds = records.random_map(map_fn, seed=map_seed)
   ds = ds.batch(config.train.batch_size // count, drop_remainder=True)
-  return pipeline.iterate(ds, start=start_step, num_threads=config.data.get("num_threads", 2))
+  return pipeline.iterate(
+      ds,
+      start=start_step,
+      num_threads=config.data.get("num_threads", 2),
+      num_workers=config.data.get("num_workers", 0),
+  )
 
 
 def balanced_batches(source, config, map_fn, *, fake_fraction: float, start_step: int = 0):

@@ -24,6 +24,7 @@ MAY_CHANGE = (
     "train.allow_config_change",
     "data.data_dir",
     "data.num_threads",
+    "data.num_workers",
     "distributed",
     "eval.",
     "init_from",  # only read at the start of a run

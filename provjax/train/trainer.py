@@ -129,6 +129,8 @@ def train(config, workdir: str | Path, *, progress: bool = True) -> TrainResult:
         stopped = True
         break
   bar.close()
+  if hasattr(data, "close"):  # stops the pipeline's worker processes, if any
+    data.close()
   ckpt.close()
   models = nnx.merge(graphdef, state)["models"]
   return TrainResult(

@@ -10,9 +10,20 @@ Every op is `op(e: Edited, rng, **params) -> Edited`; parameters left as
 None are drawn from rng. Geometric ops map the coordinate table, photometric
 ops keep it, overlays set it to -1 under the overlay, and malicious ops set
 the mask (their pixels get coords -1, their geometric position stays in geo).
+A record made by `untracked(image)` carries no tables, for views nothing
+traces back: the same images, in about a third less time.
 """
 
-from provjax.transforms.core import (Edited, Op, apply, compose, identity, pixel_grid, valid)
+from provjax.transforms.core import (
+    Edited,
+    Op,
+    apply,
+    compose,
+    identity,
+    pixel_grid,
+    untracked,
+    valid,
+)
 from provjax.transforms.families import (
     ALL_FAMILIES,
     BENIGN_FAMILIES,
@@ -96,6 +107,7 @@ __all__ = [
     "splice",
     "stripes",
     "to_size",
+    "untracked",
     "valid",
     "vflip",
     "warp_matrix",

@@ -11,7 +11,7 @@ border, so pixels outside the mask are left bit-exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -177,11 +177,18 @@ def remove(e: Edited, rng: np.random.Generator, region: np.ndarray | None = None
 
 
 def random_manipulation(
-    e: Edited, rng: np.random.Generator, donors: Sequence[np.ndarray] | None = None
+    e: Edited,
+    rng: np.random.Generator,
+    donors: Sequence[np.ndarray] | Callable[[], np.ndarray] | None = None,
 ) -> Edited:
-  """One of splice (only when `donors` are given), copy-move or removal."""
+  """One of splice (only when `donors` are given), copy-move or removal.
+
+  `donors` is a list to pick from, or a function that makes one donor: it
+  is called only when a splice is drawn, so the others never pay for it.
+  """
   kinds = ["copy_move", "remove"] + (["splice"] if donors else [])
   kind = kinds[int(rng.integers(len(kinds)))]
   if kind == "splice":
-    return splice(e, rng, donors[int(rng.integers(len(donors)))])
+    donor = donors() if callable(donors) else donors[int(rng.integers(len(donors)))]
+    return splice(e, rng, donor)
   return copy_move(e, rng) if kind == "copy_move" else remove(e, rng)
