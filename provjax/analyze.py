@@ -198,7 +198,7 @@ class Provenance:
 
   def __init__(self, gallery, descriptor: str, comparator: str):
     import provjax
-    from provjax.provenance.engine import Engine
+    from provjax.provenance.engine import Engine, Fusion
 
     if gallery.info.get("descriptor") not in (None, descriptor):
       raise BadArgument(
@@ -206,10 +206,10 @@ class Provenance:
           f"pass --provenance-model {gallery.info['descriptor']} (or rebuild the index)"
       )
     self.header = {"model": descriptor, "comparator": comparator}
-    threshold = weights.read_config(comparator).get("distinct_threshold", 0.5)
+    fusion = Fusion.from_config(weights.read_config(comparator))
     models = provjax.load(descriptor), provjax.load(comparator)
     try:
-      self.engine = Engine(gallery, *models, distinct_threshold=threshold)
+      self.engine = Engine(gallery, *models, fusion=fusion)
     except ValueError as e:  # the gallery's thumbnails do not fit the comparator
       raise BadArgument(str(e)) from e
 

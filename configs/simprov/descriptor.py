@@ -36,6 +36,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
       seed=0,
       photo_dir=None,  # a folder of photographs to crop from; None: the bundled photos
       npos=4,  # views per original (2 benign + 2 of the manipulated copy)
+      recipe="paper",  # training views at the paper's strengths (provjax.transforms.recipes)
       image_size=64 if small else 224,
       num_threads=2,
       # Worker processes making batches; 0: threads in this process. On 2 cores

@@ -20,25 +20,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from PIL import Image
 
 from provjax import weights
 from provjax.copydetect import protocols
+from provjax.retrieval.thumbnail import thumbnail
 from provjax.tasks import copy_data
 from provjax.tasks import copynce_matcher as matcher_task
 
 THUMBNAIL = "thumbnail"
-
-
-def thumbnail(images: list[np.ndarray], side: int = 16) -> np.ndarray:
-  """The reference descriptor: side x side grayscale, mean removed, unit norm (float32 [N, side^2])."""
-  out = []
-  for im in images:
-    gray = Image.fromarray(im).convert("L").resize((side, side), Image.Resampling.BILINEAR)
-    v = np.asarray(gray, np.float32).ravel()
-    v -= v.mean()
-    out.append(v / max(float(np.linalg.norm(v)), 1e-6))
-  return np.stack(out).astype(np.float32)
 
 
 def top_per_query(qi: np.ndarray, ri: np.ndarray, scores: np.ndarray, n: int):

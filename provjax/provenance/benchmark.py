@@ -17,8 +17,9 @@ import numpy as np
 from provjax import transforms
 from provjax.data import synthetic
 from provjax.provenance import evaluate
-from provjax.provenance.engine import Describer, Engine
+from provjax.provenance.engine import Describer, Engine, Fusion
 from provjax.provenance.gallery import Gallery
+from provjax.retrieval.thumbnail import thumbnail
 from provjax.viz.overlay import resize
 
 
@@ -33,16 +34,15 @@ def heldout_gallery(
     seed: int = 1234,
     split: str = "gallery",
 ):
-  """Gallery of unseen originals (ids 0..n-1) + distractors; returns it and the originals.
+  """Gallery of unseen originals (ids 0..n-1) + distractors; returns it and every image.
 
   Originals come from `split`: "gallery" for the benchmark, "test" (the
   validation split) when choosing an operating point, so the benchmark never
-  sees the data that chose its threshold.
+  sees the data that chose its threshold. The images are in id order, the
+  originals first.
   """
   make = lambda split, n: [img for _, img in synthetic.generate_images(split, n, resolution, seed)]
-  originals = make(split, n_originals)
-  distractors = make("distractors", n_distractors)
-  images = originals + distractors
+  images = make(split, n_originals) + make("distractors", n_distractors)
   gallery = Gallery.create(
       directory, dim=256, thumb_size=thumb_size, descriptor="heldout", backend="exact"
   )
@@ -52,31 +52,33 @@ def heldout_gallery(
       [f"heldout-{i}" for i in range(len(images))],
       [None] * len(images),
   )
-  return gallery, originals
+  return gallery, images
 
 
-def family_recall(engine: Engine, originals: list[np.ndarray], rng, k: int = 10) -> dict:
-  """Search rank-1 / rank-k recall of originals per benign transform family."""
+def family_recall(engine: Engine, images: list[np.ndarray], n_originals: int, rng, k: int = 10):
+  """Search rank-1 / rank-k recall of originals per benign family, for the engine's
+  descriptor and for the 16 x 16 thumbnail reference on the same queries."""
+  reference = thumbnail(images)
+  truth = np.arange(n_originals)[:, None]
+  recall = lambda ids: (float(np.mean(ids[:, 0] == truth[:, 0])), float(np.mean(np.any(ids == truth, 1))))
   out = {}
   for family in transforms.BENIGN_FAMILIES:
     op = transforms.benign_family(family)
-    queries = [op(transforms.identity(img), rng).image for img in originals]
+    queries = [op(transforms.identity(img), rng).image for img in images[:n_originals]]
     _, ids = engine.gallery.index.search(engine.describe(queries), k)
-    truth = np.arange(len(originals))[:, None]
-    out[family] = {
-        "R@1": float(np.mean(ids[:, 0] == truth[:, 0])),
-        f"R@{k}": float(np.mean(np.any(ids == truth, axis=1))),
-    }
+    ref_ids = np.argsort(-(thumbnail(queries) @ reference.T), axis=1, kind="stable")[:, :k]
+    (r1, rk), (t1, tk) = recall(ids), recall(ref_ids)
+    out[family] = {"R@1": r1, f"R@{k}": rk, "thumbnail R@1": t1, f"thumbnail R@{k}": tk}
   return out
 
 
 @contextlib.contextmanager
 def _heldout_engine(
-    descriptor, comparator, n_originals, n_distractors, k, seed, threshold=0.5, split="gallery"
+    descriptor, comparator, n_originals, n_distractors, k, seed, fusion=Fusion(), split="gallery"
 ):
-  """An engine over a temporary held-back gallery; yields (engine, originals)."""
+  """An engine over a temporary held-back gallery; yields (engine, images), originals first."""
   with tempfile.TemporaryDirectory() as tmp:
-    gallery, originals = heldout_gallery(
+    gallery, images = heldout_gallery(
         Describer(descriptor),
         int(comparator.image_size),
         tmp,
@@ -85,7 +87,7 @@ def _heldout_engine(
         n_distractors=n_distractors,
         seed=seed,
     )
-    yield Engine(gallery, descriptor, comparator, k=k, distinct_threshold=threshold), originals
+    yield Engine(gallery, descriptor, comparator, k=k, fusion=fusion), images
 
 
 def run(
@@ -96,25 +98,74 @@ def run(
     n_distractors: int = 1000,
     k: int = 100,
     seed: int = 1234,
-    distinct_threshold: float = 0.5,
+    fusion: Fusion = Fusion(),
 ) -> dict:
   """End-to-end table (per query kind) and per-family search recall."""
-  with _heldout_engine(
-      descriptor, comparator, n_originals, n_distractors, k, seed, distinct_threshold
-  ) as (engine, originals):
+  with _heldout_engine(descriptor, comparator, n_originals, n_distractors, k, seed, fusion) as (
+      engine,
+      images,
+  ):
     rng = np.random.default_rng(seed + 2)
-    queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals // 2)
+    originals = list(enumerate(images[:n_originals]))
+    queries = evaluate.make_queries(originals, rng, n_distinct=n_originals // 2)
     rows = [evaluate.score(q, engine.query(q.edit.image)) for q in queries]
     return {
         "gallery": len(engine.gallery),
-        "originals": len(originals),
+        "originals": n_originals,
         "k": k,
         "table": evaluate.summarize(rows),
-        "families": family_recall(engine, originals, rng),
+        "families": family_recall(engine, images, n_originals, rng),
     }
 
 
-def calibrate_distinct_threshold(
+FUSION_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.98, 1.0)
+
+
+def choose_fusion(candidates: list[list[dict]], truth: list[int | None]) -> dict:
+  """The fusion weight and verdict threshold that do best on these queries.
+
+  `candidates[i]` is query i's candidate list (dicts with id, score,
+  p_distinct), `truth[i]` the gallery id of its original or None for an
+  unrelated query. The weight maximises re-ranked recall@1 of the related
+  queries, then the balanced accuracy of the related / unrelated decision;
+  weight 1 (the search order) is a candidate, so the chosen re-ranking is
+  never below search recall@1 on these queries. The threshold is the midpoint
+  between best fused scores that maximises that balanced accuracy.
+  """
+  related = np.array([t is not None for t in truth])
+  best_choice = None
+  for w in FUSION_WEIGHTS:
+    fusion = Fusion(w, 0.0)
+    top_ids, best = [], []
+    for cands in candidates:
+      cands = [c for c in cands if c["id"] >= 0]
+      fused = fusion.scores([c["score"] for c in cands], [c["p_distinct"] for c in cands])
+      i = int(np.argmax(fused))  # first of ties: the search order
+      top_ids.append(cands[i]["id"])
+      best.append(fused[i])
+    best = np.array(best)
+    recall = float(np.mean([i == t for i, t in zip(top_ids, truth) if t is not None]))
+    threshold, accuracy = _best_threshold(best[related], best[~related])
+    choice = dict(weight=w, threshold=threshold, recall_at_1=recall, balanced_accuracy=accuracy)
+    if best_choice is None or (recall, accuracy) > (
+        best_choice["recall_at_1"],
+        best_choice["balanced_accuracy"],
+    ):
+      best_choice = choice
+  return {**best_choice, "n_related": int(related.sum()), "n_unrelated": int((~related).sum())}
+
+
+def _best_threshold(related: np.ndarray, unrelated: np.ndarray) -> tuple[float, float]:
+  """Threshold t (related when score >= t) maximising the mean of both accuracies."""
+  values = np.unique(np.concatenate([related, unrelated]))
+  grid = np.concatenate([[values[0] - 1.0], (values[1:] + values[:-1]) / 2, [values[-1] + 1.0]])
+  rate = lambda hits: float(np.mean(hits)) if hits.size else 1.0  # an empty side is no constraint
+  accuracy = [0.5 * (rate(related >= t) + rate(unrelated < t)) for t in grid]
+  i = int(np.argmax(accuracy))
+  return float(grid[i]), float(accuracy[i])
+
+
+def calibrate_fusion(
     descriptor,
     comparator,
     *,
@@ -123,26 +174,15 @@ def calibrate_distinct_threshold(
     k: int = 100,
     seed: int = 777,
 ) -> dict:
-  """P(distinct) threshold that best separates matches from unrelated queries.
+  """`choose_fusion` on a gallery of validation ("test" split) originals.
 
-  Uses its own gallery of validation ("test" split) originals, so the
-  benchmark ("gallery" split) never saw the data that chose it. The
-  threshold maximises the mean of the two accuracies (queries whose original
-  is in the gallery vs unrelated queries).
+  The benchmark ("gallery" split) never sees the data that chose it.
   """
   with _heldout_engine(
       descriptor, comparator, n_originals, n_distractors, k, seed, split="test"
-  ) as (engine, originals):
+  ) as (engine, images):
     rng = np.random.default_rng(seed + 2)
-    queries = evaluate.make_queries(list(enumerate(originals)), rng, n_distinct=n_originals)
-    best = np.array([engine.query(q.edit.image).candidates[0]["p_distinct"] for q in queries])
-  related = np.array([q.kind != "distinct" for q in queries])
-  grid = np.unique(np.concatenate([best, [0.5, 1.0 + 1e-6]]))
-  score = [0.5 * (np.mean(best[related] < t) + np.mean(best[~related] >= t)) for t in grid]
-  i = int(np.argmax(score))
-  return {
-      "threshold": float(grid[i]),
-      "balanced_accuracy": float(score[i]),
-      "n_related": int(related.sum()),
-      "n_unrelated": int((~related).sum()),
-  }
+    originals = list(enumerate(images[:n_originals]))
+    queries = evaluate.make_queries(originals, rng, n_distinct=n_originals)
+    candidates = [engine.query(q.edit.image).candidates for q in queries]
+  return choose_fusion(candidates, [q.truth for q in queries])

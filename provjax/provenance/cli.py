@@ -127,7 +127,7 @@ def _human_line(record: dict) -> str:
 
 
 def cmd_query(args) -> int:
-  from provjax.provenance.engine import Engine
+  from provjax.provenance.engine import Engine, Fusion
   from provjax.provenance.gallery import Gallery
   from provjax.provenance.report import write_query_outputs
   from provjax.data.images import read_image
@@ -153,8 +153,8 @@ def cmd_query(args) -> int:
   # the first one writes the pictures and prints.
   writer = process[0] == 0
   descriptor, comparator = _models(args)
-  threshold = read_config(args.comparator).get("distinct_threshold", 0.5)
-  engine = Engine(gallery, descriptor, comparator, k=args.k, distinct_threshold=threshold)
+  fusion = Fusion.from_config(read_config(args.comparator))
+  engine = Engine(gallery, descriptor, comparator, k=args.k, fusion=fusion)
   out = Path(args.out)
   if writer:
     out.mkdir(parents=True, exist_ok=True)

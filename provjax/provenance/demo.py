@@ -21,7 +21,7 @@ from provjax.data import photos, splits
 from provjax.data.images import read_image
 from provjax.provenance import evaluate
 from provjax.provenance.build import build_gallery
-from provjax.provenance.engine import Describer, Engine
+from provjax.provenance.engine import Describer, Engine, Fusion
 from provjax.provenance.gallery import Gallery
 from provjax.provenance.report import write_query_outputs
 from provjax.retrieval.metadata import sha256_file
@@ -92,7 +92,7 @@ def run_demo(
       desc_model,
       cmp_model,
       k=k,
-      distinct_threshold=read_config(comparator).get("distinct_threshold", 0.5),
+      fusion=Fusion.from_config(read_config(comparator)),
   )
   print(f"gallery: {stats['size']} images ({len(originals)} originals to find)", file=sys.stderr)
   known = [(engine.gallery.index.find_sha256(sha256_file(p)), read_image(p)) for p in originals]

@@ -6,7 +6,9 @@
 
 Stage (a) embeds the query and takes the top-k of the gallery index; stage (b)
 runs the comparator on all k (original, query) pairs in one batch and sorts
-them by ascending P(distinct) (specs/simprov.md 2.11); stage (c) takes the
+them by a fused score of the search similarity and the comparator's
+P(related) = 1 - P(distinct) (`Fusion`; with weight 0 it is the spec's
+ascending P(distinct), specs/simprov.md 2.11); stage (c) takes the
 best pair's heatmap, which lives in the original's frame, and carries it onto
 the query's own pixels through the comparator's alignment (its sampling
 coordinates), so a cropped, padded or rotated query gets its map in place.
@@ -36,6 +38,35 @@ from provjax.tasks.losses import l2_normalize
 from provjax.viz.overlay import resize, resize_map
 
 VERDICTS = ("benign", "manipulated", "distinct")
+_MIN_P = 1e-6  # P(related) floor: float32 probabilities resolve no finer near 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Fusion:
+  """Re-ranking and near-duplicate decision from both stages' evidence.
+
+  fused = (1 - weight) * log max(P(related), 1e-6) + weight * cosine; the
+  candidates are sorted by descending fused score and the best one is
+  "distinct" when its score is below `threshold`. weight 0 ranks by the
+  comparator alone (the spec), weight 1 keeps the search order. Released
+  comparators store both numbers, chosen on held-back data
+  (`provenance.benchmark.calibrate_fusion`).
+  """
+
+  weight: float = 0.0
+  threshold: float = float(np.log(0.5))
+
+  @classmethod
+  def from_config(cls, config: dict) -> "Fusion":
+    """From a released comparator's config.json; older releases stored only
+    `distinct_threshold` on P(distinct), which is weight 0 here."""
+    if "fusion_weight" in config:
+      return cls(float(config["fusion_weight"]), float(config["fused_threshold"]))
+    return cls(0.0, float(np.log(max(1.0 - config.get("distinct_threshold", 0.5), _MIN_P))))
+
+  def scores(self, similarity: np.ndarray, p_distinct: np.ndarray) -> np.ndarray:
+    related = np.log(np.maximum(1.0 - np.asarray(p_distinct, np.float64), _MIN_P))
+    return (1.0 - self.weight) * related + self.weight * np.asarray(similarity, np.float64)
 
 
 @dataclasses.dataclass
@@ -142,14 +173,13 @@ class Engine:
       comparator,
       *,
       k: int = 100,
-      distinct_threshold: float = 0.5,
+      fusion: Fusion = Fusion(),
   ):
     self.gallery, self.k = gallery, k
-    # Operating point of the near-duplicate decision: the best candidate is
-    # "distinct" when its P(distinct) reaches this. Re-ranking takes the
-    # minimum over k candidates, which is biased low, so released weights
-    # carry a threshold calibrated on held-back queries (config.json).
-    self.distinct_threshold = distinct_threshold
+    # Ranking and operating point of the near-duplicate decision. Re-ranking
+    # takes the best of k candidates, which is biased high, so released
+    # weights carry a threshold calibrated on held-back queries (config.json).
+    self.fusion = fusion
     self.describe = Describer(descriptor)
     self.cmp_size = int(comparator.image_size)
     if gallery.info["thumb_size"] != self.cmp_size:
@@ -182,17 +212,18 @@ class Engine:
         np.asarray(a) for a in self._compare(self._cmp_state, thumbs, q[None])
     )
     probs = np.where((ids < 0)[:, None], np.array([0.0, 0.0, 1.0]), probs)
-    order = np.argsort(probs[:, 2], kind="stable")
+    fused = np.where(ids < 0, -np.inf, self.fusion.scores(scores, probs[:, 2]))
+    order = np.argsort(-fused, kind="stable")
     info = self.gallery.candidates(ids)
-    candidates = [self._candidate(ids[i], scores[i], probs[i], info) for i in order]
+    candidates = [self._candidate(ids[i], scores[i], probs[i], fused[i], info) for i in order]
     best = order[0]
-    verdict = 2 if probs[best, 2] >= self.distinct_threshold else int(np.argmax(probs[best, :2]))
+    verdict = 2 if fused[best] < self.fusion.threshold else int(np.argmax(probs[best, :2]))
     match = None if verdict == 2 else {**candidates[0], "verdict": VERDICTS[verdict]}
     heatmap = heatmap_on_query(heat[best], coords[best], valid[best], image.shape[:2])
     return QueryResult(match, candidates, heatmap, heat[best], ids, thumbs[best])
 
   @staticmethod
-  def _candidate(id_, score, probs, info: dict) -> dict:
+  def _candidate(id_, score, probs, fused, info: dict) -> dict:
     found = info.get(int(id_), {"path": None, "missing": False})
     return {
         "id": int(id_),
@@ -202,4 +233,5 @@ class Engine:
         "p_benign": round(float(probs[0]), 6),
         "p_manipulated": round(float(probs[1]), 6),
         "p_distinct": round(float(probs[2]), 6),
+        "fused": round(float(fused), 6) if np.isfinite(fused) else None,  # None: an empty slot
     }

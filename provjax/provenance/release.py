@@ -14,6 +14,7 @@ import json
 
 from provjax import cards, tasks, weights
 from provjax.provenance import benchmark
+from provjax.provenance.engine import Fusion
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import read_metrics
 from provjax.config import apply_override
@@ -58,8 +59,8 @@ def benchmark_tables(bench: dict) -> dict:
   setup = (
       "Gallery: unseen originals (bundled photos of the gallery split and procedural gallery "
       "seeds) among distractors (distractor split); each original gets a benign and a "
-      "manipulated query, plus unrelated queries; candidates re-ranked by ascending "
-      "P(distinct); verdict at the calibrated operating point; heatmap IoU and emptiness as "
+      "manipulated query, plus unrelated queries; candidates re-ranked by the fused "
+      "score; verdict at the calibrated operating point; heatmap IoU and emptiness as "
       "the evaluation section of specs/simprov.md defines them."
   )
   families = [{"family": f, **v} for f, v in bench["families"].items()]
@@ -90,9 +91,11 @@ def findings(bench: dict, calib: dict) -> list[str]:
           f"({cards.fmt(row['search R@1'])} -> {cards.fmt(row['re-ranked R@1'])})."
       )
   out.append(
-      f"Near-duplicate operating point P(distinct) >= {cards.fmt(calib['threshold'])} "
-      f"(`distinct_threshold` in config.json), chosen on the validation split (balanced "
-      f"accuracy {cards.fmt(calib['balanced_accuracy'])} there)."
+      f"Ranking and verdict: fused score (1 - w) log P(related) + w cosine with "
+      f"w = {cards.fmt(calib['weight'])}, a match when it reaches "
+      f"{cards.fmt(calib['threshold'])} (`fusion_weight`, `fused_threshold` in config.json), "
+      f"both chosen on the validation split (recall@1 {cards.fmt(calib['recall_at_1'])}, "
+      f"balanced accuracy {cards.fmt(calib['balanced_accuracy'])} there)."
   )
   return out
 
@@ -120,8 +123,10 @@ def release(spec, config, workdir, restored, name, summary, bench, calib, extra=
       metrics={
           "Held-back metrics of this model alone (`provjax eval`, test split)": metrics,
           "Benchmark setup": setup,
-          "Near-duplicate operating point (validation split)": {
-              "P(distinct) threshold": calib["threshold"],
+          "Fused ranking and operating point (validation split)": {
+              "fusion weight": calib["weight"],
+              "fused threshold": calib["threshold"],
+              "re-ranked recall@1": calib["recall_at_1"],
               "balanced accuracy": calib["balanced_accuracy"],
           },
       },
@@ -148,8 +153,9 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
   desc = restore_model(desc_config, desc_dir)  # (model, step), restored once
   cmp = restore_model(cmp_config, cmp_dir)
   desc_model, cmp_model = desc[0], cmp[0]
-  calib = benchmark.calibrate_distinct_threshold(desc_model, cmp_model)
-  bench = benchmark.run(desc_model, cmp_model, distinct_threshold=calib["threshold"])
+  calib = benchmark.calibrate_fusion(desc_model, cmp_model)
+  fusion = Fusion(calib["weight"], calib["threshold"])
+  bench = benchmark.run(desc_model, cmp_model, fusion=fusion)
   arch_d, arch_c = desc_config.model.name.split(".")[0], cmp_config.model.name.split(".")[0]
   out = {"benchmark": bench, "calibration": calib}
   out["descriptor"] = release(
@@ -174,7 +180,7 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       "edit heatmap in the original's frame.",
       bench,
       calib,
-      extra={"distinct_threshold": calib["threshold"]},
+      extra={"fusion_weight": fusion.weight, "fused_threshold": fusion.threshold},
   )
   return out
 

@@ -20,6 +20,7 @@ from provjax.data.images import read_image
 from provjax.retrieval.exact import topk
 from provjax.tasks.contract import Field
 from provjax.tasks.losses import l2_normalize, multi_positive_nt_xent
+from provjax.transforms import recipes
 
 SCHEMA = {"views": Field(("B", "npos", "S", "S", 3), "uint8", "npos benign views per original")}
 
@@ -32,20 +33,37 @@ def _source(config, split: str):
   return synthetic.source_from_config(config.data, split)
 
 
-def make_views(record, rng: np.random.Generator, *, npos: int, size: int) -> dict:
+# How training views are made (`config.data.recipe`): "moderate" is the chain
+# the benchmarks' queries use (1-3 ops), "paper" the paper's strengths
+# (transforms.recipes: 1-5 ops, corruptions, full colour jitter, big crops).
+RECIPES = {
+    "moderate": (transforms.random_benign, transforms.random_manipulation),
+    "paper": (recipes.paper_benign, recipes.paper_manipulation),
+}
+
+
+def make_views(
+    record, rng: np.random.Generator, *, npos: int, size: int, recipe: str = "moderate"
+) -> dict:
   """`npos` benign views: half of the original, half of a manipulated copy."""
+  benign, manipulate = RECIPES[recipe]
   image = read_image(record["image"], name=f"record {record.get('id')}")
   original = transforms.untracked(image)  # the loss reads the views' pixels only
   donor = lambda: splits.draw_procedural(rng, image.shape[0], "train")  # train sources only
-  edited = transforms.random_manipulation(original, rng, donors=donor)
+  edited = manipulate(original, rng, donors=donor)
   sources = [original] * (npos // 2) + [edited] * (npos - npos // 2)
-  views = [transforms.to_size(transforms.random_benign(s, rng), size).image for s in sources]
+  views = [transforms.to_size(benign(s, rng), size).image for s in sources]
   return {"views": np.stack(views)}
 
 
 def train_data(config, *, start_step: int = 0):
   """Deterministic infinite batches; batch i depends only on (seed, i)."""
-  map_fn = functools.partial(make_views, npos=config.data.npos, size=config.data.image_size)
+  map_fn = functools.partial(
+      make_views,
+      npos=config.data.npos,
+      size=config.data.image_size,
+      recipe=config.data.get("recipe", "moderate"),
+  )
   return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
 
 
