@@ -18,7 +18,9 @@ one-line ConversionError naming the key.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 import re
 
 from flax import nnx
@@ -123,3 +125,28 @@ def fill(
       )
     filled.append((path, var.replace(jnp.asarray(value, var.dtype))))
   return nnx.merge(graphdef, nnx.from_flat_state(filled))
+
+
+# ---------------------------------------------- `provjax convert` arguments ---
+
+
+def existing_file(text: str) -> str:
+  """An argparse type: the path of an existing file (the state dict to convert)."""
+  if not Path(text).is_file():
+    raise argparse.ArgumentTypeError(f"{text}: no such file")
+  return text
+
+
+def released_name(arch: str):
+  """An argparse type: `arch.<tag>`, the name of the released-weights folder to write."""
+
+  def parse(text: str) -> str:
+    tag = text.removeprefix(f"{arch}.")
+    if tag == text or not tag or "/" in tag or tag.startswith("."):
+      raise argparse.ArgumentTypeError(
+          f"expected {arch}.<tag> (e.g. {arch}.official), got {text!r}"
+      )
+    return text
+
+  parse.__name__ = "name"
+  return parse

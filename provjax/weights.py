@@ -185,12 +185,17 @@ def export(
     preprocessing: dict | None = None,
     card: "cards.Card | None" = None,
     extra: dict | None = None,
+    card_text: str | None = None,
 ) -> Path:
   """Write `checkpoints/<name>/` (weights, config, card, manifest) atomically.
 
   The card (`provjax.cards.Card`, figures from measurements only) becomes
-  model_card.md and metrics.json.
+  model_card.md and metrics.json. `card_text` is a model_card.md written as
+  given, for weights no run trained or measured (a conversion into a starting
+  point), which `cards.render`'s training and metrics sections would misdescribe.
   """
+  if card is not None and card_text is not None:
+    raise ValueError("export takes a card or a card_text, not both")
   target = root() / name
   target.parent.mkdir(parents=True, exist_ok=True)
   staged = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
@@ -207,6 +212,8 @@ def export(
     (staged / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
     if card is not None:
       cards.write(staged, card)
+    elif card_text is not None:
+      (staged / "model_card.md").write_text(card_text)
     write_manifest(staged)
     swap_in(staged, target)
   except BaseException:

@@ -36,9 +36,7 @@ def test_calibration_keeps_a_correct_rank1_the_comparator_alone_loses():
   rng = np.random.default_rng(0)
   candidates, truth = [], []
   for _ in range(20):
-    candidates.append(
-        [_cand(0, 0.95, rng.uniform(0.2, 0.3)), _cand(1, 0.6, rng.uniform(0.1, 0.2))]
-    )
+    candidates.append([_cand(0, 0.95, rng.uniform(0.2, 0.3)), _cand(1, 0.6, rng.uniform(0.1, 0.2))])
     truth.append(0)
   for _ in range(10):
     candidates.append([_cand(5, 0.3, rng.uniform(0.9, 0.99)), _cand(6, 0.2, 0.995)])

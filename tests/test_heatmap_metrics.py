@@ -87,3 +87,19 @@ def test_iou_matches_sklearn_jaccard_on_binarised_maps():
       hm.batch_heatmap_iou(preds, np.ones((3, 7, 7))),
       [hm.heatmap_iou(p, np.ones((7, 7))) for p in preds],
   )
+
+
+def test_native_resolution_iou_against_an_exact_mask():
+  pred = np.zeros((16, 16), np.float32)
+  pred[4:12, 4:12] = 1.0
+  mask = np.zeros((64, 96), bool)
+  mask[16:48, 24:72] = True  # the same square, at the mask's own (non-square) size
+  assert hm.mask_iou(pred, mask) > 0.85  # bicubic rounds the corners
+  assert hm.mask_iou(pred, ~mask) < 0.1
+  assert hm.mask_iou(np.zeros((7, 7)), np.zeros((5, 5), bool)) == 0.0
+  rng = np.random.default_rng(3)
+  pred, mask = rng.normal(size=(7, 7)), rng.random((40, 30)) > 0.5
+  p = hm.binarize(hm.minmax_normalize(pred), (40, 30))
+  assert p.shape == (40, 30)
+  want = jaccard_score(mask.ravel(), p.ravel(), zero_division=0.0)
+  assert hm.mask_iou(pred, mask) == pytest.approx(want, abs=1e-12)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from provjax import transforms
-from provjax.data import splits
-from provjax.transforms import corruptions, recipes
+from provjax.data import pairs, splits
+from provjax.transforms import corruptions, pixtrace, recipes
 
 
 def _photo(seed: int = 0) -> np.ndarray:
@@ -57,3 +58,32 @@ def test_manipulations_cover_the_issue_area_range_and_every_kind():
   assert areas.min() >= 0.8 * recipes.AREA_RANGE[0] and areas.max() <= 1.2 * recipes.AREA_RANGE[1]
   assert areas.max() > 0.15  # large edits occur, beyond the moderate 3-25 % mostly-small ones
   assert changed >= 28
+
+
+# ------------------------------------------------------------ comparator pairs
+
+
+@pytest.mark.parametrize("recipe", ["moderate", "paper", "warp"])
+def test_pairs_carry_an_exact_flow_target(recipe):
+  rng = np.random.default_rng(4)
+  for label in (0, 1, 2):
+    p = pairs.make_pair(_photo(label), rng, size=32, label=label, recipe=recipe)
+    assert p["flow"].shape == (32, 32, 2) and p["flow"].dtype == np.float32
+    if p["label"] == pairs.DISTINCT:
+      assert np.all(p["flow"] == -1.0)
+    else:
+      shown = p["flow"][..., 0] >= 0
+      assert shown.any()
+      assert p["flow"][shown].min() >= 0 and p["flow"][shown].max() <= 31
+  if recipe == "warp":
+    assert p["label"] == pairs.BENIGN  # warp pre-training pairs are all benign
+
+
+def test_flow_of_a_flipped_query_is_the_mirror():
+  image = _photo(8)
+  e = transforms.identity(image)
+  ref, query = transforms.to_size(e, 32), transforms.to_size(transforms.hflip(e), 32)
+  flow = pixtrace.correspondence(ref.geometry, query.geometry, image.shape[:2])
+  yy, xx = np.mgrid[0:32, 0:32]
+  np.testing.assert_array_equal(flow[..., 0], yy)
+  np.testing.assert_array_equal(flow[..., 1], 31 - xx)

@@ -167,7 +167,12 @@ def _batch(seed=6):
   query[2] = rng.random((64, 64, 3))
   heat = np.zeros((3, 7, 7), np.float32)
   heat[1, 2:4, 3:5], heat[2] = 1.0, 1.0
-  return dict(ref=ref, query=query, label=np.asarray([0, 1, 2], np.int32), heatmap=heat)
+  flow = np.broadcast_to(np.asarray(warp.pixel_grid(64, 64)), (3, 64, 64, 2)).copy()
+  flow[2] = -1.0  # a distinct pair has no alignment
+  edit = np.zeros((3, 64, 64), np.float32)
+  edit[1, 20:40, 30:50], edit[2] = 1.0, 1.0
+  labels = np.asarray([0, 1, 2], np.int32)
+  return dict(ref=ref, query=query, label=labels, heatmap=heat, edit_mask=edit, flow=flow)
 
 
 def test_forward_shapes_identity_warp_at_init_and_predict(model):
@@ -242,6 +247,64 @@ def test_loss_terms_on_hand_made_cases():
   np.testing.assert_allclose(loss, (0.25 + 1.0) / 2, rtol=1e-6)
 
 
+def test_coordinate_loss_is_zero_for_a_perfect_warp_and_grows_with_the_error():
+  flow = np.broadcast_to(np.asarray(warp.pixel_grid(8, 8)), (2, 8, 8, 2)).copy()
+  flow[:, :2] = -1.0  # rows the query does not show: no target there
+  use = jnp.asarray([True, True])
+  perfect = task.coordinate_loss(jnp.asarray(flow), flow, use)
+  assert float(perfect) < 2e-3  # the smoothing eps only
+  losses = [float(task.coordinate_loss(jnp.asarray(flow + d), flow, use)) for d in (0.5, 1, 2, 4)]
+  assert all(a < b for a, b in zip(losses, losses[1:]))
+  # An error of (2, 2) px everywhere: end-point error 2 sqrt(2) / side.
+  np.testing.assert_allclose(losses[2], 2 * np.sqrt(2) / 8, rtol=1e-3)
+  # Pixels without a target and unused (distinct) samples never count.
+  moved = flow + 4.0
+  moved[:, :2] = 1e3
+  np.testing.assert_allclose(task.coordinate_loss(jnp.asarray(moved), flow, use), losses[3], 1e-5)
+  off = task.coordinate_loss(jnp.asarray(moved), flow, jnp.asarray([True, False]))
+  np.testing.assert_allclose(off, losses[3], rtol=1e-5)
+  grad = jax.grad(lambda c: task.coordinate_loss(c, flow, use))(jnp.asarray(flow))
+  assert np.isfinite(grad).all()
+
+
+def test_normalised_photometric_term_is_the_reference_scale():
+  ref, warped = jnp.zeros((1, 2, 2, 3)), jnp.full((1, 2, 2, 3), 0.1)
+  valid, use = jnp.ones((1, 2, 2), bool), jnp.ones((1,), bool)
+  plain = task.photometric_loss(ref, warped, valid, use)
+  scaled = task.photometric_loss(ref, warped, valid, use, normalized=True)
+  std = np.asarray([0.229, 0.224, 0.225])
+  np.testing.assert_allclose(scaled, np.mean(0.01 / std**2), rtol=1e-5)
+  assert float(scaled) > 15 * float(plain)
+
+
+def test_dense_head_gives_a_finer_map_and_learns_from_the_edit_mask():
+  m = provjax.create_model("simprov_comparator.tiny", rngs=_rngs(0), dense_side=16)
+  batch = _batch()
+  ref, query = jnp.asarray(batch["ref"]), jnp.asarray(batch["query"])
+  out = nnx.jit(lambda m, r, q: m(r, q))(m, ref, query)
+  assert out["dense_heatmap"].shape == (3, 16, 16) and out["heatmap"].shape == (3, 7, 7)
+  pred = nnx.jit(lambda m, r, q: m.predict(r, q))(m, ref, query)
+  assert pred["heatmap"].shape == (3, 16, 16)
+  loss = task.make_loss_fn(dense_weight=0.5)
+  (_, metrics), grads = nnx.value_and_grad(loss, has_aux=True)(m, task.to_float(batch), None)
+  assert np.isfinite(float(metrics["dense"]))
+  assert float(jnp.abs(grads.dense_out.kernel.value).sum()) > 0
+
+
+def test_dense_target_is_the_pooled_coverage_over_its_peak():
+  mask = np.zeros((1, 8, 8), np.float32)
+  mask[0, :4, :2] = 1.0  # the top-left cell full, the one to its right half covered
+  target = np.asarray(task.dense_target(jnp.asarray(mask), 2))
+  np.testing.assert_allclose(target[0], [[1.0, 0.0], [0.0, 0.0]])
+  target = np.asarray(task.dense_target(jnp.asarray(mask), 4))
+  np.testing.assert_allclose(target[0], [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+  mask[0, :2, 2] = 1.0
+  np.testing.assert_allclose(
+      np.asarray(task.dense_target(jnp.asarray(mask), 4))[0, 0, :2], [1, 0.5]
+  )
+  np.testing.assert_array_equal(task.dense_target(jnp.zeros((1, 8, 8)), 4), 0.0)
+
+
 @pytest.mark.slow  # compiling the comparator's train step (~25 s)
 def test_one_training_step(model):
   batch = _batch()
@@ -257,7 +320,7 @@ def test_one_training_step(model):
 
   before = jax.tree.map(np.asarray, nnx.state(trained, nnx.Param))
   metrics = train_step(trained, opt, batch)
-  assert set(metrics) == {"loss", "ce", "heatmap", "photometric", "accuracy"}
+  assert set(metrics) == {"loss", "ce", "heatmap", "photometric", "coords", "accuracy"}
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert float(metrics["photometric"]) > 0  # the benign pair is noisy
   after = nnx.state(trained, nnx.Param)

@@ -15,6 +15,7 @@ import numpy as np
 
 from provjax import transforms
 from provjax.data import photos, splits
+from provjax.transforms import pixtrace, recipes
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
 LABELS = ("benign", "manipulated", "distinct")
@@ -37,6 +38,11 @@ def distractor(
   return splits.draw_procedural(rng, size, split)
 
 
+# Geometric families of the warp pre-training pairs (the paper pre-trains its
+# STN on synthetic affine warps; perspective, crops and resizes added).
+WARP_FAMILIES = ("affine", "perspective", "rotate", "resize", "aspect", "crop", "pad", "flip")
+
+
 def make_pair(
     original: np.ndarray,
     rng: np.random.Generator,
@@ -47,32 +53,60 @@ def make_pair(
     benign_max: int = 3,
     split: str = "train",
     photo_dir: str | None = None,
+    recipe: str = "moderate",
 ) -> dict:
   """One training/eval pair at `size` x `size`; `label` drawn uniformly if None.
 
   Distinct images and donors are drawn from `split`'s sources (of `photo_dir`,
-  or the bundled photos): pass the split `original` came from.
+  or the bundled photos): pass the split `original` came from. `recipe` is
+  "moderate" (`benign_max` ops), "paper" (transforms.recipes) or "warp"
+  (benign pairs under 1-2 geometric families, for warp pre-training).
+
+  `edit_mask` is the heatmap target at the pair's own resolution (size x
+  size coverage of the edit in the reference's frame; the finer heatmap's
+  target is its pooling). The pair's `flow` is the exact alignment target: for each reference pixel,
+  the (y, x) query pixel that shows it (PixTrace `correspondence` of the two
+  views' geometric tables, so an edited region still has its position), -1
+  where the query does not show it and everywhere for distinct pairs.
   """
   label = int(rng.integers(3)) if label is None else label
+  if recipe == "warp":
+    label = BENIGN
+    benign = lambda e, r: transforms.random_benign(e, r, n_max=2, families=WARP_FAMILIES)
+    manipulate = None
+  elif recipe == "paper":
+    benign, manipulate = recipes.paper_benign, recipes.paper_manipulation
+  else:  # the donor is drawn before the kind, as the released pairs were made
+    manipulate = lambda e, r, donors: transforms.random_manipulation(e, r, donors=[donors()])
+    benign = lambda e, r: transforms.random_benign(e, r, n_max=benign_max)
   e = transforms.identity(original)
-  ref = transforms.to_size(e, size).image
+  ref = transforms.to_size(e, size)
   heatmap = np.zeros((grid, grid), np.float32)
+  edit_mask = np.zeros((size, size), np.float32)
   if label == DISTINCT:
     other = transforms.identity(distractor(rng, max(original.shape[:2]), split, photo_dir))
-    query = transforms.random_benign(other, rng, n_max=benign_max)
+    query = benign(other, rng)
     heatmap[:] = 1.0
+    edit_mask[:] = 1.0
   elif label == MANIPULATED:
-    donor = distractor(rng, max(original.shape[:2]), split, photo_dir)
-    edited = transforms.random_manipulation(e, rng, donors=[donor])
-    query = transforms.random_benign(edited, rng, n_max=benign_max)
+    donor = lambda: distractor(rng, max(original.shape[:2]), split, photo_dir)
+    query = benign(manipulate(e, rng, donors=donor), rng)
     heatmap = transforms.heatmap_target(query, original.shape[:2], grid)
+    edit_mask = transforms.heatmap_target(query, original.shape[:2], size)
     if heatmap.max() == 0:  # the benign edits cropped or covered the whole edit away
       label = BENIGN
   else:
-    query = transforms.random_benign(e, rng, n_max=benign_max)
+    query = benign(e, rng)
+  query = transforms.to_size(query, size)
+  if label == DISTINCT:
+    flow = np.full((size, size, 2), -1.0, np.float32)
+  else:
+    flow = pixtrace.correspondence(ref.geometry, query.geometry, original.shape[:2])
   return {
-      "ref": ref,
-      "query": transforms.to_size(query, size).image,
+      "ref": ref.image,
+      "query": query.image,
       "label": np.int32(label),
       "heatmap": heatmap.astype(np.float32),
+      "edit_mask": edit_mask,
+      "flow": flow.astype(np.float32),
   }

@@ -126,27 +126,6 @@ def _at_least(minimum: int):
   return parse
 
 
-def _existing_file(text: str) -> str:
-  if not Path(text).is_file():
-    raise argparse.ArgumentTypeError(f"{text}: no such file")
-  return text
-
-
-def _released_name(arch: str):
-  """An argparse type: `arch.<tag>`, the name of a released-weights folder."""
-
-  def parse(text: str) -> str:
-    tag = text.removeprefix(f"{arch}.")
-    if tag == text or not tag or "/" in tag or tag.startswith("."):
-      raise argparse.ArgumentTypeError(
-          f"expected {arch}.<tag> (e.g. {arch}.official), got {text!r}"
-      )
-    return text
-
-  parse.__name__ = "name"
-  return parse
-
-
 def add_commands(sub) -> None:
   p = sub.add_parser(
       "detect",
@@ -177,17 +156,19 @@ def add_commands(sub) -> None:
 
 def add_converters(convert) -> None:
   """`provjax convert trufor FILE --name trufor.<tag>` under the runner's `convert` group."""
+  from provjax.torch_convert import existing_file, released_name
+
   p = convert.add_parser(
       "trufor",
       help="official TruFor weights (trufor.pth.tar) -> released weights",
       description="Convert the official TruFor checkpoint into a released-weights folder "
       "($PROVJAX_CHECKPOINTS or checkpoints/) and print {name, folder} as JSON.",
   )
-  p.add_argument("file", metavar="FILE", type=_existing_file, help="the official checkpoint")
+  p.add_argument("file", metavar="FILE", type=existing_file, help="the official checkpoint")
   p.add_argument(
       "--name",
       required=True,
-      type=_released_name("trufor"),
+      type=released_name("trufor"),
       help="name of the released weights, trufor.<tag> (e.g. trufor.official)",
   )
   p.set_defaults(fn=cmd_convert_trufor)

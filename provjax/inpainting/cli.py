@@ -17,9 +17,6 @@ import sys
 
 from provjax import results
 from provjax.data.images import IMAGE_EXTENSIONS, failure_line
-
-# The argparse types `detect` and `convert trufor` use, shared rather than copied.
-from provjax.forgery.cli import _existing_file, _released_name
 from provjax.inpainting.fills import write_atomic
 from provjax.inpainting.inpainter import DEFAULT_MAX_PIXELS
 
@@ -378,17 +375,19 @@ def cmd_convert_vgg19(args) -> int:
 
 
 def _add_converter(convert, system: str, arch: str, what: str, fn) -> None:
+  from provjax.torch_convert import existing_file, released_name
+
   p = convert.add_parser(
       system,
       help=f"{what} -> released weights",
       description=f"Convert {what} into a released-weights folder ($PROVJAX_CHECKPOINTS or "
       "checkpoints/) and print {name, folder} as JSON.",
   )
-  p.add_argument("file", metavar="FILE", type=_existing_file, help="the PyTorch state dict")
+  p.add_argument("file", metavar="FILE", type=existing_file, help="the PyTorch state dict")
   p.add_argument(
       "--name",
       required=True,
-      type=_released_name(arch),
+      type=released_name(arch),
       help=f"name of the released weights, {arch}.<tag> (e.g. {arch}.official)",
   )
   p.set_defaults(fn=fn)

@@ -51,9 +51,11 @@ def quantize(grid) -> np.ndarray:
   return scaled.astype(np.uint8)
 
 
-def binarize(grid, size: int = SIZE, threshold: int = THRESHOLD) -> np.ndarray:
-  """[g, g] map in [0, 1] -> bool [size, size] after 8-bit bicubic upsampling."""
-  image = Image.fromarray(quantize(grid)).resize((size, size), Image.BICUBIC)
+def binarize(grid, size: int | tuple[int, int] = SIZE, threshold: int = THRESHOLD) -> np.ndarray:
+  """[g, g] map in [0, 1] -> bool [size, size] (or [h, w] for size (h, w)) after 8-bit
+  bicubic resampling."""
+  h, w = (size, size) if isinstance(size, int) else size
+  image = Image.fromarray(quantize(grid)).resize((w, h), Image.BICUBIC)
   return np.asarray(image) > threshold
 
 
@@ -72,6 +74,16 @@ def heatmap_iou(pred, gt, size: int = SIZE) -> float:
   t = binarize(gt, size)
   union = np.count_nonzero(p | t)
   return float(np.count_nonzero(p & t) / union) if union else 0.0
+
+
+def mask_iou(pred, mask) -> float:
+  """`heatmap_iou` at native resolution: the prediction binarised at the exact
+  mask's own size (same normalisation, quantisation, bicubic resampling and
+  threshold) against that bool mask; 0.0 when both are empty."""
+  mask = np.asarray(mask, bool)
+  p = binarize(minmax_normalize(pred), mask.shape)
+  union = np.count_nonzero(p | mask)
+  return float(np.count_nonzero(p & mask) / union) if union else 0.0
 
 
 def emptiness(pred, size: int = SIZE) -> float:

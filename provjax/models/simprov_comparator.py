@@ -10,6 +10,9 @@ Architecture (specs/simprov.md, section 2.1-2.6 and section 3):
   -> layer1[1:], layer2, layer3, layer4      (ResNet trunk)
   -> adaptive avg-pool to grid x grid -> flatten -> Dense(256) -> ReLU
   -> Dense(grid^2) heatmap (raw)  and  Dense(3) logits (0 benign, 1 manipulated, 2 distinct)
+  dense_side > 0 (issue 7: a map finer than 7x7): conv3x3-ReLU-conv1x1 on the fused
+  stem features (1/4 of the input side) plus the upsampled grid map, pooled
+  to side x side; at inference it replaces the grid map.
 
 The reference warps with pretrained RAFT, unavailable offline; here the warp
 is the lighter estimator the spec allows, trained end to end from scratch.
@@ -29,6 +32,7 @@ from provjax.models.layers.preprocess import imagenet_normalize
 from provjax.models.layers.warp import WarpModule, adaptive_avg_pool
 
 CLASSES = ("benign", "manipulated", "distinct")
+DENSE_WIDTH = 32  # channels of the dense heatmap head
 
 VARIANTS = {
     # Private micro variant for tests and CPU checkpoints: the tiny ResNet
@@ -113,6 +117,8 @@ class Comparator(nnx.Module):
     hidden: width of the shared Dense after the trunk (256).
     warp_widths, warp_radius, stn_hidden, flow_hidden, flow_levels: the
       `WarpModule` configuration (flow_levels=0 is the affine-only ablation).
+    dense_side: side of the finer heatmap from the stem features (0: the spec's
+      grid map only).
     dtype: compute dtype of the stem and trunk; the warp always runs in
       float32 because sampling coordinates need the precision.
   """
@@ -129,11 +135,12 @@ class Comparator(nnx.Module):
       stn_hidden: int,
       flow_hidden: int,
       flow_levels: int,
+      dense_side: int = 0,
       rngs: nnx.Rngs,
       dtype=jnp.float32,
   ):
     spec = resnet.SPECS[backbone]
-    self.image_size, self.grid, self.dtype = image_size, grid, dtype
+    self.image_size, self.grid, self.dense_side, self.dtype = image_size, grid, dense_side, dtype
     self.warp = WarpModule(
         warp_widths,
         radius=warp_radius,
@@ -150,6 +157,9 @@ class Comparator(nnx.Module):
     self.fc = dense(spec.out_dim * grid * grid, hidden, rngs=rngs)
     self.heatmap_head = dense(hidden, grid * grid, rngs=rngs, out_axis=HEAD)
     self.cls_head = dense(hidden, len(CLASSES), rngs=rngs, out_axis=HEAD)
+    if dense_side:
+      self.dense_conv = conv(trunk_in, DENSE_WIDTH, 3, rngs=rngs, dtype=dtype)
+      self.dense_out = conv(DENSE_WIDTH, 1, 1, rngs=rngs, use_bias=True, out_axis=HEAD)
 
   def __call__(self, ref, query, *, train: bool = False) -> dict:
     """Forward pass.
@@ -162,7 +172,8 @@ class Comparator(nnx.Module):
 
     Returns:
       dict with `logits` [B, 3], `heatmap` [B, grid, grid] (raw, no
-      activation), `warped` [B, H, W, 3] (Q in R's frame), `coords`
+      activation), with `dense_side` > 0 also `dense_heatmap` [B, side, side]
+      (raw), `warped` [B, H, W, 3] (Q in R's frame), `coords`
       [B, H, W, 2] (where each R pixel samples Q) and `valid` bool [B, H, W].
     """
     warped, coords, valid = self.warp(ref, query, train=train)
@@ -173,18 +184,29 @@ class Comparator(nnx.Module):
     )
     x = jnp.concatenate(jnp.split(feats, 2), axis=-1)
     x = nnx.relu(self.fusion_bn(self.fusion(x), use_running_average=not train))
+    fused = x
     for block in self.trunk:
       x = block(x, train=train)
     # NHWC flatten order (h, w, c); torch's is (c, h, w): converters permute fc.
     x = adaptive_avg_pool(x.astype(jnp.float32), (self.grid, self.grid)).reshape(b, -1)
     h = nnx.relu(self.fc(x))
-    return dict(
+    out = dict(
         logits=self.cls_head(h),
         heatmap=self.heatmap_head(h).reshape(b, self.grid, self.grid),
         warped=warped,
         coords=coords,
         valid=valid,
     )
+    if self.dense_side:
+      out["dense_heatmap"] = self._dense_map(fused, out["heatmap"])
+    return out
+
+  def _dense_map(self, fused, grid_map):
+    """Local evidence from the fused stem features plus the global grid map."""
+    local = self.dense_out(nnx.relu(self.dense_conv(fused))).astype(jnp.float32)
+    size = (self.dense_side, self.dense_side)
+    coarse = adaptive_avg_pool(jax.image.resize(grid_map[..., None], local.shape, "linear"), size)
+    return (adaptive_avg_pool(local, size) + coarse)[..., 0]
 
   def predict(self, ref, query) -> dict:
     """Inference: class probabilities, verdict and the test-time heatmap.
@@ -196,10 +218,11 @@ class Comparator(nnx.Module):
     """
     out = self(ref, query, train=False)
     label = jnp.argmax(out["logits"], axis=-1).astype(jnp.int32)
+    raw = out["dense_heatmap"] if self.dense_side else out["heatmap"]
     return dict(
         probs=jax.nn.softmax(out["logits"], axis=-1),
         label=label,
-        heatmap=heatmap_at_test_time(out["heatmap"], label),
+        heatmap=heatmap_at_test_time(raw, label),
         warped=out["warped"],
         coords=out["coords"],
         valid=out["valid"],

@@ -60,7 +60,10 @@ def family_recall(engine: Engine, images: list[np.ndarray], n_originals: int, rn
   descriptor and for the 16 x 16 thumbnail reference on the same queries."""
   reference = thumbnail(images)
   truth = np.arange(n_originals)[:, None]
-  recall = lambda ids: (float(np.mean(ids[:, 0] == truth[:, 0])), float(np.mean(np.any(ids == truth, 1))))
+  recall = lambda ids: (
+      float(np.mean(ids[:, 0] == truth[:, 0])),
+      float(np.mean(np.any(ids == truth, 1))),
+  )
   out = {}
   for family in transforms.BENIGN_FAMILIES:
     op = transforms.benign_family(family)

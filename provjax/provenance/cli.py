@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 import sys
 
-import numpy as np
 
 from provjax.data.images import failure_line
 
@@ -322,3 +321,72 @@ def add_commands(sub) -> None:
   p.add_argument("--seed", type=int, default=0, help="seed of the edits and distractors")
   _model_flags(p)
   p.set_defaults(fn=cmd_demo)
+
+
+# ------------------------------------------------------------- converters ---
+
+
+def _convert(fn, args) -> int:
+  """Run a converter; a file it cannot convert is one line on stderr and exit 1."""
+  try:
+    folder = fn(args.file, args.name)
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    # Nothing is half-written: weights.export swaps a complete folder in or leaves the old one.
+    print(f"provjax convert: error: {failure_line(args.file, e)}", file=sys.stderr)
+    return 1
+  print(json.dumps({"name": args.name, "folder": str(folder)}))
+  return 0
+
+
+def cmd_convert_simprov(args) -> int:
+  from provjax.provenance.convert import convert_descriptor
+
+  return _convert(convert_descriptor, args)
+
+
+def cmd_convert_simprov_comparator(args) -> int:
+  from provjax.provenance.convert import convert_comparator
+
+  return _convert(convert_comparator, args)
+
+
+def add_converters(convert) -> None:
+  """`convert simprov FILE --name simprov.<tag>`, `convert simprov_comparator FILE --name ...`.
+
+  Both read a torchvision ResNet-50 state dict (e.g. ImageNet or
+  DeepAugment+AugMix weights) into the r50 model's ResNet parts; the parts
+  with no torchvision counterpart stay untrained (provjax.provenance.convert).
+  """
+  from provjax.torch_convert import existing_file, released_name
+
+  for arch, what, fn in (
+      ("simprov", "the descriptor's backbone (the head stays untrained)", cmd_convert_simprov),
+      (
+          "simprov_comparator",
+          "the comparator's split stem and trunk (warp, fusion and heads stay untrained)",
+          cmd_convert_simprov_comparator,
+      ),
+  ):
+    p = convert.add_parser(
+        arch,
+        help=f"a torchvision ResNet-50 state dict -> {what}",
+        description=f"Convert a torchvision ResNet-50 state dict (.pth, or .npz of the same keys; "
+        f"fc.* ignored) into {what}: a released-weights folder ($PROVJAX_CHECKPOINTS or "
+        f"checkpoints/) to start `provjax train` from (--config.init_from={arch}.<tag>). Prints "
+        "{name, folder} as JSON.",
+    )
+    p.add_argument("file", metavar="FILE", type=existing_file, help="the state dict")
+    p.add_argument(
+        "--name",
+        required=True,
+        type=released_name(arch),
+        help=f"name of the released weights, {arch}.<tag> (e.g. {arch}.imagenet)",
+    )
+    p.set_defaults(fn=fn)
+
+
+def add_evals(p) -> dict:
+  """`provjax eval psbattles`: its flags on the runner's `eval` parser; {name: (fn, summary)}."""
+  from provjax.provenance import psbattles_eval
+
+  return psbattles_eval.add_evals(p)

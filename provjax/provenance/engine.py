@@ -167,13 +167,7 @@ class Engine:
   """Search a gallery, re-rank with the comparator, decide, localise."""
 
   def __init__(
-      self,
-      gallery: Gallery,
-      descriptor,
-      comparator,
-      *,
-      k: int = 100,
-      fusion: Fusion = Fusion(),
+      self, gallery: Gallery, descriptor, comparator, *, k: int = 100, fusion: Fusion = Fusion()
   ):
     self.gallery, self.k = gallery, k
     # Ranking and operating point of the near-duplicate decision. Re-ranking

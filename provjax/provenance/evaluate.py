@@ -1,8 +1,9 @@
 """SImProv end-to-end metrics (specs/simprov.md 2.11) on queries with known truth.
 
 Recall@{1,5,10,100} before (search order) and after comparator re-ranking,
-3-way verdict accuracy, heatmap IoU on manipulated queries and emptiness on
-benign ones, both with the spec's definitions (`provjax.metrics.heatmap`).
+3-way verdict accuracy, heatmap IoU on manipulated queries (the spec's 1024 x
+1024 protocol, and at the original's native resolution against the exact
+edit mask) and emptiness on benign ones (`provjax.metrics.heatmap`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from provjax import transforms
 from provjax.data import pairs, splits
-from provjax.metrics.heatmap import emptiness, heatmap_iou
+from provjax.metrics.heatmap import emptiness, heatmap_iou, mask_iou
 
 KINDS = ("benign", "manipulated", "distinct")
 RECALL_AT = (1, 5, 10, 100)
@@ -83,6 +84,9 @@ def score(query: Query, result) -> dict:
   if query.kind == "manipulated":
     gt = transforms.heatmap_target(query.edit, query.original_shape, result.grid_heatmap.shape[0])
     row["iou"] = heatmap_iou(result.grid_heatmap, gt)
+    row["iou native"] = mask_iou(
+        result.grid_heatmap, transforms.source_mask(query.edit, query.original_shape)
+    )
   elif query.kind == "benign":
     row["emptiness"] = emptiness(result.grid_heatmap)
   return row
@@ -108,6 +112,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     line["verdict acc"] = float(np.mean([r["correct"] for r in sel]))
     if kind == "manipulated":
       line["heatmap IoU"] = float(np.mean([r["iou"] for r in sel]))
+      line["heatmap IoU native"] = float(np.mean([r["iou native"] for r in sel]))
     if kind == "benign":
       line["emptiness"] = float(np.mean([r["emptiness"] for r in sel]))
     table.append(line)

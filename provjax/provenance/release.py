@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import provjax
 from provjax import cards, tasks, weights
 from provjax.provenance import benchmark
 from provjax.provenance.engine import Fusion
@@ -54,8 +55,11 @@ def eval_log(workdir) -> list[dict]:
   return out
 
 
-def benchmark_tables(bench: dict) -> dict:
-  """The end-to-end and per-family tables, shared by both cards."""
+def benchmark_tables(
+    bench: dict, before: dict | None = None, tag: str = "", base: str = ""
+) -> dict:
+  """The end-to-end and per-family tables, shared by both cards; with `before`
+  (the same benchmark run on the `base` release) both side by side."""
   setup = (
       "Gallery: unseen originals (bundled photos of the gallery split and procedural gallery "
       "seeds) among distractors (distractor split); each original gets a benign and a "
@@ -63,11 +67,24 @@ def benchmark_tables(bench: dict) -> dict:
       "score; verdict at the calibrated operating point; heatmap IoU and emptiness as "
       "the evaluation section of specs/simprov.md defines them."
   )
+  table = bench["table"]
   families = [{"family": f, **v} for f, v in bench["families"].items()]
+  if before:
+    table = [{"models": tag, **r} for r in table] + [
+        {"models": f"{base} (before)", **r} for r in before["table"]
+    ]
+    families = [
+        {**row, f"{base} R@1": before["families"][row["family"]]["R@1"]} for row in families
+    ]
+    setup += (
+        f" The {base} rows are the previous release on the same benchmark, at its own "
+        "stored operating point."
+    )
   return {
-      "End-to-end benchmark (both released models)": (setup, bench["table"]),
+      "End-to-end benchmark (both released models)": (setup, table),
       "Search recall of the originals per benign family (same gallery)": (
-          "One query per original and family.",
+          "One query per original and family; the 16 x 16 grayscale thumbnail reference "
+          "(mean removed, cosine) searched on the same queries and gallery.",
           families,
       ),
   }
@@ -100,7 +117,9 @@ def findings(bench: dict, calib: dict) -> list[str]:
   return out
 
 
-def release(spec, config, workdir, restored, name, summary, bench, calib, extra=None) -> dict:
+def release(
+    spec, config, workdir, restored, name, summary, bench, calib, extra=None, tables=None
+) -> dict:
   """Evaluate a work dir's restored (model, step) and export it as `name` with its card."""
   model, step = restored
   metrics = tasks.get(config.task).evaluate({"model": model}, config)
@@ -130,7 +149,7 @@ def release(spec, config, workdir, restored, name, summary, bench, calib, extra=
               "balanced accuracy": calib["balanced_accuracy"],
           },
       },
-      tables=benchmark_tables(bench),
+      tables=tables or benchmark_tables(bench),
       findings=findings(bench, calib),
       training_log=eval_log(workdir),
   )
@@ -138,6 +157,7 @@ def release(spec, config, workdir, restored, name, summary, bench, calib, extra=
       model,
       name,
       arch=config.model.name,
+      overrides=as_dict(config.model).get("overrides", {}),
       preprocessing={
           "image_size": int(config.data.image_size),
           "value_range": [0, 1],
@@ -149,7 +169,11 @@ def release(spec, config, workdir, restored, name, summary, bench, calib, extra=
   return metrics
 
 
-def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir, tag: str) -> dict:
+def release_pair(
+    desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir, tag: str, baseline=None
+) -> dict:
+  """Calibrate, benchmark and export both models; `baseline` (descriptor, comparator
+  release names) is run on the same benchmark at its own stored operating point."""
   desc = restore_model(desc_config, desc_dir)  # (model, step), restored once
   cmp = restore_model(cmp_config, cmp_dir)
   desc_model, cmp_model = desc[0], cmp[0]
@@ -158,6 +182,13 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
   bench = benchmark.run(desc_model, cmp_model, fusion=fusion)
   arch_d, arch_c = desc_config.model.name.split(".")[0], cmp_config.model.name.split(".")[0]
   out = {"benchmark": bench, "calibration": calib}
+  tables = None
+  if baseline:
+    base_fusion = Fusion.from_config(weights.read_config(baseline[1]))
+    before = benchmark.run(*map(provjax.load, baseline), fusion=base_fusion)
+    out["before"] = before
+    base_tag = baseline[0].split(".", 1)[1]
+    tables = benchmark_tables(bench, before, tag, base_tag)
   out["descriptor"] = release(
       desc_spec,
       desc_config,
@@ -168,6 +199,7 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       "multi-positive NT-Xent on benign views of originals and of their manipulated copies.",
       bench,
       calib,
+      tables=tables,
   )
   out["comparator"] = release(
       cmp_spec,
@@ -181,6 +213,7 @@ def release_pair(desc_spec, desc_config, desc_dir, cmp_spec, cmp_config, cmp_dir
       bench,
       calib,
       extra={"fusion_weight": fusion.weight, "fused_threshold": fusion.threshold},
+      tables=tables,
   )
   return out
 
@@ -201,7 +234,13 @@ def main(argv=None) -> None:
   p.add_argument("--descriptor-workdir", required=True)
   p.add_argument("--comparator-config", default="configs/simprov/comparator.py:tiny")
   p.add_argument("--comparator-workdir", required=True)
-  p.add_argument("--tag", default="synth-v2")
+  p.add_argument("--tag", default="synth-v3")
+  p.add_argument(
+      "--baseline",
+      nargs=2,
+      metavar=("DESCRIPTOR", "COMPARATOR"),
+      help="released names run on the same benchmark as the 'before' rows",
+  )
   p.add_argument("--descriptor-override", action="append", default=[], metavar="A.B=V")
   p.add_argument(
       "--comparator-override",
@@ -219,5 +258,6 @@ def main(argv=None) -> None:
       run_config(args.comparator_workdir, args.comparator_override),
       args.comparator_workdir,
       args.tag,
+      baseline=args.baseline,
   )
   print(json.dumps(out, indent=1, default=float))

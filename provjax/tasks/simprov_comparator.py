@@ -4,12 +4,20 @@ Batch contract (`SCHEMA`): `ref`, `query` [B, H, W, 3] uint8 (the loss
 scales them to [0, 1]);
 `label` [B] int32 (0 benign, 1 manipulated, 2 distinct); `heatmap`
 [B, grid, grid] float32 ground truth in R's frame (all 0 for benign pairs,
-all 1 for distinct pairs, normalised edit coverage for manipulated pairs).
+all 1 for distinct pairs, normalised edit coverage for manipulated pairs);
+`edit_mask` [B, H, W] float32, the same target at the input's resolution;
+`flow` [B, H, W, 2] float32, the exact query pixel of each R pixel (-1: none).
 
 Loss (specs/simprov.md 2.7):
   0.5 * CE(logits, label)
   + 0.5 * mean_b (1 - cos(heatmap_b * [argmax_b != 0], gt_b))
-  + 1.0 * photometric MSE(R, warp(Q)) over valid pixels of non-distinct pairs.
+  + 1.0 * photometric MSE(R, warp(Q)) over valid pixels of non-distinct pairs
+    (on ImageNet-normalised values, the reference's scale, when
+    `loss.photometric_normalized`)
+  + `loss.coords` * the warp's mean end-point error against `flow`, in units of
+    the image side (issue 7: the warp learns from exact coordinates)
+  + `loss.dense` * the heatmap term on the finer map of a model with `dense_side`,
+    against `edit_mask` pooled to its size.
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ from provjax import registry
 from provjax.data import pairs, pipeline, synthetic
 from provjax.data.images import read_image
 from provjax.metrics import heatmap as heatmap_metrics
-from provjax.tasks.contract import Field
+from provjax.models.layers.preprocess import IMAGENET_STD
+from provjax.models.layers.warp import adaptive_avg_pool
+from provjax.tasks.contract import Field, Optim
+from provjax.tasks.optim import make_optimizer
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
 
@@ -41,12 +52,22 @@ SCHEMA = {
         "float32",
         "edit map in R's frame: 0 benign, 1 distinct, coverage if manipulated",
     ),
+    "edit_mask": Field(("B", "H", "W"), "float32", "the heatmap target at the input's size"),
+    "flow": Field(("B", "H", "W", 2), "float32", "(y, x) query pixel of each R pixel, -1: none"),
 }
 
 
 def create_model(config, rngs: nnx.Rngs):
   """`config.model.name` (e.g. comparator.tiny), honouring an active mesh."""
   return registry.create_model(config.model.name, rngs=rngs, **config.model.get("overrides", {}))
+
+
+def optimizers(config) -> dict[str, Optim]:
+  """One optimizer; with `optimizer.only` (a path part, e.g. "warp") only the
+  parameters under it train: the warp pre-training stage."""
+  only = config.optimizer.get("only", "")
+  wrt = nnx.PathContains(only) if only else nnx.Param
+  return {"opt": Optim("model", make_optimizer(config.optimizer, config.train.steps), wrt)}
 
 
 def cosine_heatmap_loss(pred, gt, eps: float = 1e-8):
@@ -69,16 +90,21 @@ def cosine_heatmap_loss(pred, gt, eps: float = 1e-8):
   return 1.0 - jnp.where(both_zero, 1.0, cos)
 
 
-def photometric_loss(ref, warped, valid, use):
+def photometric_loss(ref, warped, valid, use, normalized: bool = False):
   """MSE between R and warped Q over valid pixels, averaged over `use` samples.
 
   Only pixels whose sample fell inside Q count (zero padding is not a
   mismatch to correct), and distinct pairs are excluded (`use` False): two
   unrelated images have no alignment, so pulling them together would only
-  teach the warp to distort.
+  teach the warp to distort. `normalized` measures the difference in
+  ImageNet-standardised units, as the reference does on its normalised inputs
+  (about 19x the [0, 1] scale).
   """
   v = valid.astype(jnp.float32)[..., None]
-  per_pixel = jnp.square(ref.astype(jnp.float32) - warped.astype(jnp.float32)) * v
+  diff = ref.astype(jnp.float32) - warped.astype(jnp.float32)
+  if normalized:
+    diff = diff / jnp.asarray(IMAGENET_STD, jnp.float32)
+  per_pixel = jnp.square(diff) * v
   per_sample = jnp.sum(per_pixel, (1, 2, 3)) / (
       ref.shape[-1] * jnp.maximum(jnp.sum(v, (1, 2, 3)), 1.0)
   )
@@ -86,8 +112,39 @@ def photometric_loss(ref, warped, valid, use):
   return jnp.sum(per_sample * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+def coordinate_loss(coords, flow, use, eps: float = 1e-3):
+  """Mean end-point error |coords - flow| / side over R pixels that have a target.
+
+  `coords` [B, H, W, 2] are where the warp samples Q, `flow` the exact
+  positions (-1 where Q does not show the pixel); samples with `use` False
+  or no target pixel count zero. The norm is smoothed by `eps` (in units of
+  the side) so its gradient stays finite at a perfect warp.
+  """
+  target = (flow[..., 0] >= 0).astype(jnp.float32)
+  side = float(max(coords.shape[1:3]))
+  d = (coords.astype(jnp.float32) - flow.astype(jnp.float32)) / side
+  epe = jnp.sqrt(jnp.sum(jnp.square(d), -1) + eps * eps) * target
+  count = jnp.sum(target, (1, 2))
+  per_sample = jnp.sum(epe, (1, 2)) / jnp.maximum(count, 1.0)
+  w = use.astype(jnp.float32) * (count > 0)
+  return jnp.sum(per_sample * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def dense_target(edit_mask, side: int):
+  """[B, H, W] coverage -> [B, side, side] pooled and divided by its maximum
+  (zero maps stay zero): `heatmap_target` at a finer grid."""
+  pooled = adaptive_avg_pool(edit_mask[..., None].astype(jnp.float32), (side, side))[..., 0]
+  peak = jnp.max(pooled, axis=(1, 2), keepdims=True)
+  return jnp.where(peak > 0, pooled / jnp.maximum(peak, 1e-12), 0.0)
+
+
 def make_loss_fn(
-    cls_weight: float = 0.5, heatmap_weight: float = 0.5, photometric_weight: float = 1.0
+    cls_weight: float = 0.5,
+    heatmap_weight: float = 0.5,
+    photometric_weight: float = 1.0,
+    coords_weight: float = 0.0,
+    photometric_normalized: bool = False,
+    dense_weight: float = 0.0,
 ):
   """Builds `loss(model, batch, rngs=None) -> (loss, metrics)` with these weights.
 
@@ -97,6 +154,9 @@ def make_loss_fn(
   Args:
     cls_weight, heatmap_weight, photometric_weight: loss weights (spec:
       0.5, 0.5, 1).
+    coords_weight: weight of `coordinate_loss` (0: the spec's loss).
+    photometric_normalized: the photometric term on ImageNet-normalised values.
+    dense_weight: weight of the heatmap term on a finer `dense_heatmap`.
   """
 
   def loss_fn(model, batch, rngs=None):
@@ -120,15 +180,28 @@ def make_loss_fn(
     # Spec 2.7: the heatmap counts as empty whenever the pair is called benign.
     keep = (pred_cls != BENIGN)[:, None, None].astype(out["heatmap"].dtype)
     heat = cosine_heatmap_loss(out["heatmap"] * keep, batch["heatmap"]).mean()
-    photo = photometric_loss(batch["ref"], out["warped"], out["valid"], labels != DISTINCT)
+    related = labels != DISTINCT
+    photo = photometric_loss(
+        batch["ref"], out["warped"], out["valid"], related, photometric_normalized
+    )
+    coord = coordinate_loss(out["coords"], batch["flow"], related)
     total = cls_weight * ce + heatmap_weight * heat + photometric_weight * photo
+    if coords_weight:
+      total = total + coords_weight * coord
+    if "dense_heatmap" in out:
+      target = dense_target(batch["edit_mask"], out["dense_heatmap"].shape[1])
+      dense = cosine_heatmap_loss(out["dense_heatmap"] * keep, target).mean()
+      total = total + dense_weight * dense
     metrics = dict(
         loss=total,
         ce=ce,
         heatmap=heat,
         photometric=photo,
+        coords=coord,
         accuracy=jnp.mean((pred_cls == labels).astype(jnp.float32)),
     )
+    if "dense_heatmap" in out:
+      metrics["dense"] = dense
     return total, metrics
 
   return loss_fn
@@ -146,7 +219,7 @@ def eval_step(model, batch: Mapping) -> dict:
     distinct, min-max normalised otherwise).
   """
   out = model.predict(batch["ref"], batch["query"])
-  return dict(pred=out["label"], probs=out["probs"], heatmap=out["heatmap"])
+  return dict(pred=out["label"], probs=out["probs"], heatmap=out["heatmap"], coords=out["coords"])
 
 
 _jitted_eval_step = nnx.jit(eval_step)
@@ -160,14 +233,22 @@ def evaluate_batches(model, batches: Iterable[Mapping], *, jit: bool = True) -> 
     `iou` (mean heatmap IoU over manipulated pairs), `iou_nonbenign` (over
     manipulated and distinct pairs: the reference's `val_iou`, which scores
     every pair whose target is not empty), `emptiness` (mean over benign
-    pairs) and `count`. A mean over no pairs is NaN.
+    pairs), `epe` (the warp's mean end-point error in pixels over the R
+    pixels the query shows, non-distinct pairs) and `count`. A mean over no
+    pairs is NaN.
   """
   step = _jitted_eval_step if jit else eval_step
-  labels, preds, iou, empt = [], [], [], []
+  labels, preds, iou, empt, epe = [], [], [], [], []
   for batch in batches:
     out = jax.device_get(step(model, batch))
     lab = np.asarray(batch["label"])
     gt = np.asarray(batch["heatmap"])
+    if out["heatmap"].shape[1:] != gt.shape[1:]:  # a finer map: its own target
+      gt = np.asarray(dense_target(jnp.asarray(batch["edit_mask"]), out["heatmap"].shape[1]))
+    flow = np.asarray(batch["flow"])
+    shown = (flow[..., 0] >= 0) & (lab != DISTINCT)[:, None, None]
+    if shown.any():
+      epe.append(np.linalg.norm(out["coords"] - flow, axis=-1)[shown])
     labels.append(lab)
     preds.append(out["pred"])
     for y, p, t in zip(lab, out["heatmap"], gt):
@@ -185,6 +266,7 @@ def evaluate_batches(model, batches: Iterable[Mapping], *, jit: bool = True) -> 
       iou=_mean(manip),
       iou_nonbenign=_mean([v for _, v in iou]),
       emptiness=_mean(empt),
+      epe=_mean(np.concatenate(epe)) if epe else float("nan"),
       count=int(labels.size),
   )
 
@@ -208,8 +290,15 @@ def to_float(batch: Mapping) -> dict:
 def loss_fn(models, batch, rng, config):
   """The trainer's entry: spec loss weights from `config.loss`."""
   del rng
-  weights = config.loss
-  fn = make_loss_fn(weights.cls, weights.heatmap, weights.photometric)
+  w = config.loss
+  fn = make_loss_fn(
+      w.cls,
+      w.heatmap,
+      w.photometric,
+      w.get("coords", 0.0),
+      w.get("photometric_normalized", False),
+      w.get("dense", 0.0),
+  )
   return fn(models["model"], to_float(batch))
 
 
@@ -225,10 +314,13 @@ def make_example(
     grid: int,
     split: str = "train",
     photo_dir: str | None = None,
+    recipe: str = "moderate",
 ) -> dict:
   """A pair from `record`; distinct images and donors from the same split (splits.py)."""
   image = read_image(record["image"], name=f"record {record.get('id')}")
-  return pairs.make_pair(image, rng, size=size, grid=grid, split=split, photo_dir=photo_dir)
+  return pairs.make_pair(
+      image, rng, size=size, grid=grid, split=split, photo_dir=photo_dir, recipe=recipe
+  )
 
 
 def train_data(config, *, start_step: int = 0):
@@ -239,6 +331,7 @@ def train_data(config, *, start_step: int = 0):
       grid=config.data.grid,
       split="train",
       photo_dir=config.data.get("photo_dir"),
+      recipe=config.data.get("recipe", "moderate"),
   )
   return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
 

@@ -4,6 +4,8 @@ Forms (a list of them is applied in order):
   "runs/ph1"                      every module of that work dir's latest checkpoint
   "runs/ph1:noiseprint"           only parameters under that path prefix
   "simprov.synth-v2"              released weights into the run's only module
+  "/data/ckpt/simprov.dam"        the same, by the path of a released-weights folder
+                                  (e.g. one `provjax convert` wrote elsewhere)
   {"source": "trufor.np-v1", "from": "", "to": "noiseprint"}
                                   released weights into the module `noiseprint`
 Paths are '/'-joined keys of the models tree ("noiseprint/stem/conv/kernel");
@@ -62,7 +64,9 @@ def source_leaves(source: str) -> tuple[dict[str, np.ndarray], bool]:
   Returns (leaves, is_workdir): work-dir leaves are keyed from the module
   name; released-weights leaves from inside the module.
   """
-  if Path(source).is_dir():
+  if _is_released_folder(source):
+    source = str(Path(source).resolve())  # weights.load joins root() / source: absolute wins
+  elif Path(source).is_dir():
     ckpt = Checkpointer(Path(source) / "checkpoints")
     try:
       if ckpt.latest_step is None:
@@ -75,6 +79,12 @@ def source_leaves(source: str) -> tuple[dict[str, np.ndarray], bool]:
 
   model = weights.load(source)
   return flatten(nnx.to_pure_dict(nnx.state(model))), False
+
+
+def _is_released_folder(source: str) -> bool:
+  """A released-weights folder (config.json + manifest.json), not a work dir, given by path."""
+  folder = Path(source)
+  return (folder / "config.json").is_file() and (folder / "manifest.json").is_file()
 
 
 def apply(state, value, *, log=print) -> None:

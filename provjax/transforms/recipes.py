@@ -26,9 +26,7 @@ from provjax.transforms.families import benign_family
 
 # All ImageNet-C corruptions but the two the comparator's recipe leaves out.
 CORRUPTION_IDS = tuple(
-    i
-    for i, name in enumerate(corruptions.NAMES)
-    if name not in ("elastic_transform", "glass_blur")
+    i for i, name in enumerate(corruptions.NAMES) if name not in ("elastic_transform", "glass_blur")
 )
 AREA_RANGE = (0.02, 0.30)  # of the image, for every manipulation kind
 
@@ -67,11 +65,7 @@ OPS: dict[str, Callable[[Edited, np.random.Generator], Edited]] = {
 
 
 def paper_benign(
-    e: Edited,
-    rng: np.random.Generator,
-    *,
-    n_max: int = 5,
-    corruption_p: float = 0.5,
+    e: Edited, rng: np.random.Generator, *, n_max: int = 5, corruption_p: float = 0.5
 ) -> Edited:
   """1..n_max distinct ops of `OPS` in random order, then a corruption with p."""
   n = int(rng.integers(1, n_max + 1))
@@ -83,9 +77,7 @@ def paper_benign(
 
 
 def paper_manipulation(
-    e: Edited,
-    rng: np.random.Generator,
-    donors: Callable[[], np.ndarray] | None = None,
+    e: Edited, rng: np.random.Generator, donors: Callable[[], np.ndarray] | None = None
 ) -> Edited:
   """A splice (when `donors` is given), copy-move or removal over 2-30 % of the area."""
   region = malicious.region_mask(rng, e.shape, area_range=AREA_RANGE)
