@@ -23,26 +23,26 @@ from provjax.retrieval.thumbnail import thumbnail
 from provjax.viz.overlay import resize
 
 
-def heldout_gallery(
-    describer: Describer,
-    thumb_size: int,
-    directory,
-    *,
+def heldout_images(
     n_originals: int,
     n_distractors: int,
+    *,
     resolution: int = 128,
     seed: int = 1234,
     split: str = "gallery",
-):
-  """Gallery of unseen originals (ids 0..n-1) + distractors; returns it and every image.
+) -> list[np.ndarray]:
+  """Unseen originals of `split` then distractors (the "distractors" split).
 
-  Originals come from `split`: "gallery" for the benchmark, "test" (the
-  validation split) when choosing an operating point, so the benchmark never
-  sees the data that chose its threshold. The images are in id order, the
-  originals first.
+  `split` is "gallery" for the benchmark, "test" (the validation split) when
+  choosing an operating point, so the benchmark never sees the data that
+  chose its threshold.
   """
   make = lambda split, n: [img for _, img in synthetic.generate_images(split, n, resolution, seed)]
-  images = make(split, n_originals) + make("distractors", n_distractors)
+  return make(split, n_originals) + make("distractors", n_distractors)
+
+
+def gallery_of(describer: Describer, thumb_size: int, directory, images: list[np.ndarray]):
+  """A gallery of `images` with ids 0..N-1 in order (exact search)."""
   gallery = Gallery.create(
       directory, dim=256, thumb_size=thumb_size, descriptor="heldout", backend="exact"
   )
@@ -52,7 +52,13 @@ def heldout_gallery(
       [f"heldout-{i}" for i in range(len(images))],
       [None] * len(images),
   )
-  return gallery, images
+  return gallery
+
+
+def heldout_gallery(describer: Describer, thumb_size: int, directory, **kwargs):
+  """`gallery_of` the `heldout_images(**kwargs)`; returns it and the images, originals first."""
+  images = heldout_images(**kwargs)
+  return gallery_of(describer, thumb_size, directory, images), images
 
 
 def family_recall(engine: Engine, images: list[np.ndarray], n_originals: int, rng, k: int = 10):
@@ -76,21 +82,11 @@ def family_recall(engine: Engine, images: list[np.ndarray], n_originals: int, rn
 
 
 @contextlib.contextmanager
-def _heldout_engine(
-    descriptor, comparator, n_originals, n_distractors, k, seed, fusion=Fusion(), split="gallery"
-):
-  """An engine over a temporary held-back gallery; yields (engine, images), originals first."""
+def _engine(descriptor, comparator, images, k, fusion=Fusion()):
+  """An engine over a temporary gallery of `images` (ids in order)."""
   with tempfile.TemporaryDirectory() as tmp:
-    gallery, images = heldout_gallery(
-        Describer(descriptor),
-        int(comparator.image_size),
-        tmp,
-        split=split,
-        n_originals=n_originals,
-        n_distractors=n_distractors,
-        seed=seed,
-    )
-    yield Engine(gallery, descriptor, comparator, k=k, fusion=fusion), images
+    gallery = gallery_of(Describer(descriptor), int(comparator.image_size), tmp, images)
+    yield Engine(gallery, descriptor, comparator, k=k, fusion=fusion)
 
 
 def run(
@@ -103,11 +99,23 @@ def run(
     seed: int = 1234,
     fusion: Fusion = Fusion(),
 ) -> dict:
-  """End-to-end table (per query kind) and per-family search recall."""
-  with _heldout_engine(descriptor, comparator, n_originals, n_distractors, k, seed, fusion) as (
-      engine,
-      images,
-  ):
+  """End-to-end table (per query kind) and per-family search recall, held-back split."""
+  images = heldout_images(n_originals, n_distractors, seed=seed)
+  return run_images(descriptor, comparator, images, n_originals, k=k, seed=seed, fusion=fusion)
+
+
+def run_images(
+    descriptor,
+    comparator,
+    images: list[np.ndarray],
+    n_originals: int,
+    *,
+    k: int = 100,
+    seed: int = 1234,
+    fusion: Fusion = Fusion(),
+) -> dict:
+  """`run` on any images: the first `n_originals` are queried, the rest distract."""
+  with _engine(descriptor, comparator, images, k, fusion) as engine:
     rng = np.random.default_rng(seed + 2)
     originals = list(enumerate(images[:n_originals]))
     queries = evaluate.make_queries(originals, rng, n_distinct=n_originals // 2)
@@ -181,9 +189,8 @@ def calibrate_fusion(
 
   The benchmark ("gallery" split) never sees the data that chose it.
   """
-  with _heldout_engine(
-      descriptor, comparator, n_originals, n_distractors, k, seed, split="test"
-  ) as (engine, images):
+  images = heldout_images(n_originals, n_distractors, seed=seed, split="test")
+  with _engine(descriptor, comparator, images, k) as engine:
     rng = np.random.default_rng(seed + 2)
     originals = list(enumerate(images[:n_originals]))
     queries = evaluate.make_queries(originals, rng, n_distinct=n_originals)
