@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable, Sequence
+import json
 from pathlib import Path
 import re
+import sys
 
 from flax import nnx
 import jax.numpy as jnp
@@ -128,6 +130,21 @@ def fill(
 
 
 # ---------------------------------------------- `provjax convert` arguments ---
+
+
+def run_converter(fn: Callable, args) -> int:
+  """`provjax convert`'s handler: `fn(file, name)` -> folder, printed as {name, folder} JSON;
+  a file it cannot convert is one line on stderr and exit 1."""
+  from provjax.data.images import failure_line  # pylint: disable=g-import-not-at-top
+
+  try:
+    folder = fn(args.file, args.name)
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    # Nothing is half-written: weights.export swaps a complete folder in or leaves the old one.
+    print(f"provjax convert: error: {failure_line(args.file, e)}", file=sys.stderr)
+    return 1
+  print(json.dumps({"name": args.name, "folder": str(folder)}))
+  return 0
 
 
 def existing_file(text: str) -> str:

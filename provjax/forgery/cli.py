@@ -101,16 +101,9 @@ def cmd_detect(args) -> int:
 
 def cmd_convert_trufor(args) -> int:
   from provjax.forgery.convert import convert_trufor
+  from provjax.torch_convert import run_converter
 
-  try:
-    folder = convert_trufor(args.file, args.name)
-  except Exception as e:  # pylint: disable=broad-exception-caught
-    # A file that is not the official checkpoint: one line, and nothing half-written
-    # (weights.export swaps a complete folder in or leaves the old one).
-    print(f"provjax convert: error: {failure_line(args.file, e)}", file=sys.stderr)
-    return 1
-  print(json.dumps({"name": args.name, "folder": str(folder)}))
-  return 0
+  return run_converter(convert_trufor, args)
 
 
 def _at_least(minimum: int):

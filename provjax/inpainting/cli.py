@@ -350,28 +350,18 @@ def add_evals(p) -> dict:
 # ------------------------------------------------------------- converters ---
 
 
-def _convert(fn, args) -> int:
-  """Run a converter; a file it cannot convert is one line on stderr and exit 1."""
-  try:
-    folder = fn(args.file, args.name)
-  except Exception as e:  # pylint: disable=broad-exception-caught
-    # Nothing is half-written: weights.export swaps a complete folder in or leaves the old one.
-    print(f"provjax convert: error: {failure_line(args.file, e)}", file=sys.stderr)
-    return 1
-  print(json.dumps({"name": args.name, "folder": str(folder)}))
-  return 0
-
-
 def cmd_convert_safepaint(args) -> int:
   from provjax.inpainting.convert import convert_safepaint
+  from provjax.torch_convert import run_converter
 
-  return _convert(convert_safepaint, args)
+  return run_converter(convert_safepaint, args)
 
 
 def cmd_convert_vgg19(args) -> int:
   from provjax.inpainting.vgg_convert import convert_vgg19
+  from provjax.torch_convert import run_converter
 
-  return _convert(convert_vgg19, args)
+  return run_converter(convert_vgg19, args)
 
 
 def _add_converter(convert, system: str, arch: str, what: str, fn) -> None:

@@ -326,28 +326,18 @@ def add_commands(sub) -> None:
 # ------------------------------------------------------------- converters ---
 
 
-def _convert(fn, args) -> int:
-  """Run a converter; a file it cannot convert is one line on stderr and exit 1."""
-  try:
-    folder = fn(args.file, args.name)
-  except Exception as e:  # pylint: disable=broad-exception-caught
-    # Nothing is half-written: weights.export swaps a complete folder in or leaves the old one.
-    print(f"provjax convert: error: {failure_line(args.file, e)}", file=sys.stderr)
-    return 1
-  print(json.dumps({"name": args.name, "folder": str(folder)}))
-  return 0
-
-
 def cmd_convert_simprov(args) -> int:
   from provjax.provenance.convert import convert_descriptor
+  from provjax.torch_convert import run_converter
 
-  return _convert(convert_descriptor, args)
+  return run_converter(convert_descriptor, args)
 
 
 def cmd_convert_simprov_comparator(args) -> int:
   from provjax.provenance.convert import convert_comparator
+  from provjax.torch_convert import run_converter
 
-  return _convert(convert_comparator, args)
+  return run_converter(convert_comparator, args)
 
 
 def add_converters(convert) -> None:
