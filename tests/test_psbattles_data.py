@@ -158,7 +158,7 @@ def test_eval_cli_end_to_end_on_the_released_models(release, tmp_path, capsys, r
   )
   report, _ = _eval(release, tmp_path, capsys, "--boxes", str(boxes))
   assert report["benchmark"] == "psbattles" and report["split"] == "test"
-  assert report["model"] == "simprov.synth-v2"
+  assert report["model"] == "simprov.synth-v3"
   assert report["comparator"] == "simprov_comparator.synth-v2"
   assert (report["pairs"], report["originals"], report["k"]) == (4, 3, 4)
   for stage in ("search", "re-ranked"):
@@ -171,7 +171,7 @@ def test_eval_cli_end_to_end_on_the_released_models(release, tmp_path, capsys, r
   rows = results.read(results_dir, "psbattles")
   metrics = {row["metric"]: row["value"] for row in rows}
   assert {row["model"] for row in rows} == {"simprov"}
-  assert {row["tag"] for row in rows} == {"synth-v2"} and {row["split"] for row in rows} == {"test"}
+  assert {row["tag"] for row in rows} == {"synth-v3"} and {row["split"] for row in rows} == {"test"}
   assert metrics["search R@1"] == report["search R@1"] and metrics["pairs"] == 4
   cmp = "simprov_comparator.synth-v2"
   assert metrics[f"{cmp}/re-ranked R@1"] == report["re-ranked R@1"]

@@ -346,9 +346,11 @@ def test_one_training_step(model):
     assert any(m.startswith(name) for m in moved), name
 
 
-def test_one_query_against_many_refs_equals_the_broadcast_pairs():
-  """The engine passes the query once; the trained warp must see it as k copies."""
-  model = provjax.load("simprov_comparator.synth-v2")
+@pytest.mark.parametrize("name", ["simprov_comparator.synth-v2", "simprov_comparator.synth-v3"])
+def test_one_query_against_many_refs_equals_the_broadcast_pairs(name):
+  """The engine passes the query once; the trained warp (and the dense head) must see it as
+  k copies."""
+  model = provjax.load(name)
   s = model.image_size
   rng = np.random.default_rng(3)
   query = rng.random((1, s, s, 3), np.float32)

@@ -1,18 +1,30 @@
-"""SImProv comparator (ICN): warp Q onto R, 3-way verdict + 7x7 edit heatmap.
+"""SImProv comparator (ICN): warp Q onto R, 3-way verdict + edit heatmaps.
 
-    provjax train --config configs/simprov/comparator.py:tiny --workdir runs/cmp-tiny
+    provjax train --config configs/simprov/comparator.py:tiny,warp --workdir runs/cmp-warp
+    provjax train --config configs/simprov/comparator.py:tiny --workdir runs/cmp-tiny \
+        --config.init_from=runs/cmp-warp
     provjax eval  --config configs/simprov/comparator.py:tiny --checkpoint runs/cmp-tiny
 
 Pairs come from the synthetic builder with exact targets (provjax.data.pairs):
-benign / manipulated / distinct drawn uniformly. Loss 0.5 CE + 0.5 (1 - cos)
-on the heatmap + photometric MSE(R, warp(Q)) (specs/simprov.md 2.7).
-`:tiny` (64 px) is the CPU variant behind `simprov_comparator.synth-v2`; `:r50`
-the paper's size. Add `,quick` for a smoke run. Last run (:tiny,
-`--config.train.steps=4000 --config.data.photo_dir=DIR` with DIR = Debian's
-opencv-doc examples/data + gnome-backgrounds, about 70 min on 2 CPU cores
-shared with the descriptor run): 3-way accuracy 0.76, heatmap IoU 0.24 on
-manipulated pairs, emptiness 0.93 on benign pairs (300 validation pairs);
-released as simprov_comparator.synth-v2 (see its model card).
+benign / manipulated / distinct drawn uniformly, at the paper's strengths
+(`data.recipe="paper"`). Loss 0.5 CE + 0.5 (1 - cos) on the 7x7 heatmap +
+photometric MSE(R, warp(Q)) on normalised values (specs/simprov.md 2.7), plus
+the warp's end-point error against the exact flow (`loss.coords`) and the
+heatmap term on the finer map (`loss.dense`, `model.overrides.dense_side`).
+`,warp` is the warp pre-training stage (benign geometric pairs, only the warp
+trains). `:tiny` (64 px) is the CPU variant behind `simprov_comparator.synth-v3`;
+`:r50` the paper's size. Add `,quick` for a smoke run.
+
+Last run (:tiny; `,warp` for 300 steps from simprov_comparator.synth-v2, then
+the main stage from it with `--config.optimizer.lr=5e-4`, stopped at step 268
+of a 2,500-step schedule and resumed to 2,000 with `--config.train.steps=2000
+--config.train.allow_config_change=true`; photos from Debian's opencv-doc
+examples/data + gnome-backgrounds via `--config.data.photo_dir`; about 55 min on
+2 CPU cores shared with the descriptor run), on 300 validation pairs: 3-way
+accuracy 0.70 (synth-v2 0.76 on the same pairs), heatmap IoU 0.18 on
+manipulated pairs for the 16 x 16 map against its own finer target (synth-v2's
+7x7 map: 0.25 against the 7x7 target), emptiness 0.93, warp end-point error
+5.7 px (synth-v2 6.5 px). Released as simprov_comparator.synth-v3.
 
 To crop training photos from a folder of your own instead of the bundled
 samples (split by source, see provjax.data.folder and provjax.data.splits), add
