@@ -62,7 +62,7 @@ def benchmark_tables(bench: dict, before: dict | None = None, base: str = "") ->
       "Gallery: unseen originals (bundled photos of the gallery split and procedural gallery "
       "seeds) among distractors (distractor split); each original gets a benign and a "
       "manipulated query, plus unrelated queries; candidates re-ranked by the fused "
-      "score; verdict at the calibrated operating point; heatmap IoU (the spec's 1024 px "
+      "score; verdict at the calibrated operating point; heatmap IoU (the spec's upsampled "
       "protocol, and at native resolution against the exact edit mask) and emptiness as "
       "the evaluation section of specs/simprov.md defines them."
   )
@@ -74,8 +74,8 @@ def benchmark_tables(bench: dict, before: dict | None = None, base: str = "") ->
   tables = {
       "End-to-end benchmark (both released models)": (setup, bench["table"]),
       "Search recall of the originals per benign family (same gallery)": (
-          "One query per original and family; the 16 x 16 grayscale thumbnail reference "
-          "(mean removed, cosine) searched on the same queries and gallery"
+          "One query per original and family; the grayscale thumbnail reference "
+          "(`provjax.retrieval.thumbnail`: mean removed, cosine) searched on the same queries and gallery"
           + (f"; the previous release {base} beside them." if before else "."),
           families,
       ),
@@ -97,7 +97,7 @@ def findings(bench: dict, calib: dict) -> list[str]:
   behind = [f for f, v in bench["families"].items() if v["R@1"] < v["thumbnail R@1"]]
   out = [
       f"Weakest benign families by search R@1: {weak}.",
-      "Families where the 16 x 16 thumbnail reference finds the original at rank 1 more often: "
+      "Families where the thumbnail reference finds the original at rank 1 more often: "
       + (", ".join(behind) if behind else "none")
       + ".",
       (f"Lowest end-to-end verdict accuracy: {worst} queries ({cards.fmt(verdicts[worst])})."),
