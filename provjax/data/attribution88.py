@@ -21,8 +21,6 @@ place (or adding one that was missing) needs a touch of its CSV.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import os
 from pathlib import Path
 import re
@@ -33,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from provjax.data import synthetic
 from provjax.data.images import ImageError, read_image
+from provjax.data.manual_dir import ManualDirConfig, open_csv
 
 COLUMNS = ("path", "label", "dlabel")
 _SPLIT_NAME = re.compile(r"\w+")  # TFDS split syntax ("test[:10%]") takes word characters
@@ -43,37 +42,10 @@ def split_csvs(root: Path) -> dict[str, Path]:
   return {path.stem: path for path in sorted(root.glob("*.csv")) if path.is_file()}
 
 
-def _fingerprint(root: Path) -> str:
-  """A short hash of the folder's path and of its split CSVs' names, sizes and mtimes."""
-  digest = hashlib.sha256(str(root).encode())
-  for name, path in split_csvs(root).items():
-    stat = path.stat()
-    digest.update(f"\0{name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-  return digest.hexdigest()[:10]
+class Attribution88Config(ManualDirConfig):
+  """The manual_dir the release is read from; its split CSVs decide the dataset."""
 
-
-class Attribution88Config(tfds.core.BuilderConfig):
-  """The manual_dir the release is read from; the config name is its fingerprint."""
-
-  def __init__(self, manual_dir: str | os.PathLike):
-    manual_dir = Path(manual_dir).expanduser().resolve()
-    if not manual_dir.is_dir():
-      raise NotADirectoryError(f"{manual_dir}: not a directory")
-    super().__init__(name=f"dir{_fingerprint(manual_dir)}", description=f"read from {manual_dir}")
-    self.manual_dir = manual_dir
-
-
-def _open_rows(csv_path: Path):
-  """A DictReader over `csv_path` whose header has been checked for the three columns."""
-  handle = csv_path.open(newline="", encoding="utf-8")
-  reader = csv.DictReader(handle)
-  missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
-  if missing:
-    handle.close()
-    raise ValueError(
-        f"{csv_path}: header lacks {', '.join(missing)}; expected columns {','.join(COLUMNS)}"
-    )
-  return handle, reader
+  files = staticmethod(split_csvs)
 
 
 def _int(value: str, where: str, column: str) -> np.int64:
@@ -85,7 +57,7 @@ def _int(value: str, where: str, column: str) -> np.int64:
 
 def _records(root: Path, csv_path: Path):
   """(CSV line number, record) of each usable row, in file order; bad files warned and skipped."""
-  handle, reader = _open_rows(csv_path)
+  handle, reader = open_csv(csv_path, COLUMNS)
   with handle:
     for row in reader:
       where = f"{csv_path.name}:{reader.line_num}"
@@ -152,7 +124,7 @@ class ProvjaxAttribution88(tfds.core.GeneratorBasedBuilder):
     for name, path in csvs.items():
       if not _SPLIT_NAME.fullmatch(name) or name.lower() == "all":
         raise ValueError(f"{path}: {name!r} cannot name a split; use letters, digits, _")
-      _open_rows(path)[0].close()  # a bad header fails now, before any split is written
+      open_csv(path, COLUMNS)[0].close()  # a bad header fails now, before any split is written
     return {name: self._generate_examples(root, path) for name, path in csvs.items()}
 
   def _generate_examples(self, root: Path, csv_path: Path):

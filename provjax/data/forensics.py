@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 import re
@@ -51,6 +50,7 @@ import tensorflow_datasets as tfds
 
 from provjax.data import synthetic
 from provjax.data.images import IMAGE_EXTENSIONS, ImageError, encode_png, list_images, read_image
+from provjax.data.manual_dir import ManualDirConfig
 
 SPLIT = "test"
 GENERIC_LAYOUT = """Any builder also reads the generic layout:
@@ -191,24 +191,15 @@ def casia_entries(root: Path) -> list[Entry]:
 # ----------------------------------------------------------------- builders ---
 
 
-def _fingerprint(root: Path) -> str:
-  """A short hash of the folder's path and of its files' names, sizes and modification times."""
-  digest = hashlib.sha256(str(root).encode())
-  for path in sorted(p for p in root.rglob("*") if p.is_file()):
-    stat = path.stat()
-    digest.update(f"\0{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-  return digest.hexdigest()[:10]
+def _all_files(root: Path) -> dict[str, Path]:
+  """Every file under `root`, by relative path: any of them may decide the dataset."""
+  return {str(p.relative_to(root)): p for p in sorted(p for p in root.rglob("*") if p.is_file())}
 
 
-class BenchmarkConfig(tfds.core.BuilderConfig):
-  """The manual_dir a benchmark is read from; the config name is its fingerprint."""
+class BenchmarkConfig(ManualDirConfig):
+  """The manual_dir a benchmark is read from; every file in it counts."""
 
-  def __init__(self, manual_dir: str | os.PathLike):
-    manual_dir = Path(manual_dir).expanduser().resolve()
-    if not manual_dir.is_dir():
-      raise NotADirectoryError(f"{manual_dir}: not a directory")
-    super().__init__(name=f"dir{_fingerprint(manual_dir)}", description=f"read from {manual_dir}")
-    self.manual_dir = manual_dir
+  files = staticmethod(_all_files)
 
 
 def _bytes_feature():
