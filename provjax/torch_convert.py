@@ -147,6 +147,29 @@ def run_converter(fn: Callable, args) -> int:
   return 0
 
 
+def add_convert_command(
+    convert,
+    system: str,
+    arch: str,
+    fn,
+    *,
+    help: str,
+    description: str,
+    file_help: str,
+    example: str,
+) -> None:
+  """`provjax convert SYSTEM FILE --name ARCH.<tag>` under the runner's `convert` group."""
+  p = convert.add_parser(system, help=help, description=description)
+  p.add_argument("file", metavar="FILE", type=existing_file, help=file_help)
+  p.add_argument(
+      "--name",
+      required=True,
+      type=released_name(arch),
+      help=f"name of the released weights, {arch}.<tag> (e.g. {arch}.{example})",
+  )
+  p.set_defaults(fn=fn)
+
+
 def existing_file(text: str) -> str:
   """An argparse type: the path of an existing file (the state dict to convert)."""
   if not Path(text).is_file():

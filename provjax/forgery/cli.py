@@ -149,19 +149,16 @@ def add_commands(sub) -> None:
 
 def add_converters(convert) -> None:
   """`provjax convert trufor FILE --name trufor.<tag>` under the runner's `convert` group."""
-  from provjax.torch_convert import existing_file, released_name
+  from provjax.torch_convert import add_convert_command
 
-  p = convert.add_parser(
+  add_convert_command(
+      convert,
       "trufor",
+      "trufor",
+      cmd_convert_trufor,
       help="official TruFor weights (trufor.pth.tar) -> released weights",
       description="Convert the official TruFor checkpoint into a released-weights folder "
       "($PROVJAX_CHECKPOINTS or checkpoints/) and print {name, folder} as JSON.",
+      file_help="the official checkpoint",
+      example="official",
   )
-  p.add_argument("file", metavar="FILE", type=existing_file, help="the official checkpoint")
-  p.add_argument(
-      "--name",
-      required=True,
-      type=released_name("trufor"),
-      help="name of the released weights, trufor.<tag> (e.g. trufor.official)",
-  )
-  p.set_defaults(fn=cmd_convert_trufor)

@@ -365,22 +365,19 @@ def cmd_convert_vgg19(args) -> int:
 
 
 def _add_converter(convert, system: str, arch: str, what: str, fn) -> None:
-  from provjax.torch_convert import existing_file, released_name
+  from provjax.torch_convert import add_convert_command
 
-  p = convert.add_parser(
+  add_convert_command(
+      convert,
       system,
+      arch,
+      fn,
       help=f"{what} -> released weights",
       description=f"Convert {what} into a released-weights folder ($PROVJAX_CHECKPOINTS or "
       "checkpoints/) and print {name, folder} as JSON.",
+      file_help="the PyTorch state dict",
+      example="official",
   )
-  p.add_argument("file", metavar="FILE", type=existing_file, help="the PyTorch state dict")
-  p.add_argument(
-      "--name",
-      required=True,
-      type=released_name(arch),
-      help=f"name of the released weights, {arch}.<tag> (e.g. {arch}.official)",
-  )
-  p.set_defaults(fn=fn)
 
 
 def add_converters(convert) -> None:

@@ -350,7 +350,7 @@ def add_converters(convert) -> None:
   DeepAugment+AugMix weights) into the r50 model's ResNet parts; the parts
   with no torchvision counterpart stay untrained (provjax.provenance.convert).
   """
-  from provjax.torch_convert import existing_file, released_name
+  from provjax.torch_convert import add_convert_command
 
   for arch, what, fn in (
       ("simprov", "the descriptor's backbone (the head stays untrained)", cmd_convert_simprov),
@@ -360,22 +360,19 @@ def add_converters(convert) -> None:
           cmd_convert_simprov_comparator,
       ),
   ):
-    p = convert.add_parser(
+    add_convert_command(
+        convert,
         arch,
+        arch,
+        fn,
         help=f"a torchvision ResNet-50 state dict -> {what}",
         description=f"Convert a torchvision ResNet-50 state dict (.pth, or .npz of the same keys; "
         f"fc.* ignored) into {what}: a released-weights folder ($PROVJAX_CHECKPOINTS or "
         f"checkpoints/) to start `provjax train` from (--config.init_from={arch}.<tag>). Prints "
         "{name, folder} as JSON.",
+        file_help="the state dict",
+        example="imagenet",
     )
-    p.add_argument("file", metavar="FILE", type=existing_file, help="the state dict")
-    p.add_argument(
-        "--name",
-        required=True,
-        type=released_name(arch),
-        help=f"name of the released weights, {arch}.<tag> (e.g. {arch}.imagenet)",
-    )
-    p.set_defaults(fn=fn)
 
 
 def add_evals(p) -> dict:
