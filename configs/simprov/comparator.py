@@ -19,7 +19,7 @@ Last run (:tiny; `,warp` for 300 steps from simprov_comparator.synth-v2, then
 the main stage from it with `--config.optimizer.lr=5e-4`, stopped at step 268
 of a 2,500-step schedule and resumed to 2,000 with `--config.train.steps=2000
 --config.train.allow_config_change=true`; photos from Debian's opencv-doc
-examples/data + gnome-backgrounds via `--config.data.photo_dir`; about 55 min on
+examples/data + gnome-backgrounds via `--config.data.photo_dir`; about 70 min on
 2 CPU cores shared with the descriptor run), on 300 validation pairs: 3-way
 accuracy 0.70 (synth-v2 0.76 on the same pairs), heatmap IoU 0.18 on
 manipulated pairs for the 16 x 16 map against its own finer target (synth-v2's
