@@ -120,6 +120,30 @@ def test_gallery_thumbnails_survive_save_and_load(tmp_path):
   assert all(isinstance(t, np.memmap) for _, t in again._chunks)  # not read into memory
 
 
+def test_compact_copies_the_live_thumbnails_a_block_at_a_time(tmp_path, monkeypatch):
+  from provjax.provenance import gallery as gallery_lib
+
+  g = Gallery.create(tmp_path / "g", dim=8, thumb_size=4, descriptor="x", backend="exact")
+  thumbs = np.random.default_rng(0).integers(0, 255, (8, 4, 4, 3), dtype=np.uint8)
+  for part in (slice(0, 5), slice(5, 8)):  # two chunks
+    ids = np.arange(8)[part]
+    g.add(
+        np.eye(8, dtype=np.float32)[part], thumbs[part], [f"p{i}" for i in ids], list(map(str, ids))
+    )
+  g.save()
+  g.remove([1, 6])
+  monkeypatch.setattr(gallery_lib, "WRITE_BLOCK", 2)
+  asked = []
+  read = g.thumbs
+  monkeypatch.setattr(g, "thumbs", lambda ids: asked.append(len(ids)) or read(ids))
+  assert g.compact() == {"dropped": 2, "size": 6}
+  assert max(asked) == 2 and sum(asked) == 6
+  live = np.array([0, 2, 3, 4, 5, 7])
+  again = Gallery.open(tmp_path / "g")
+  np.testing.assert_array_equal(again.thumbs(live), thumbs[live])
+  assert again.verify()["thumbnail_chunks"] == 1
+
+
 def test_gallery_reads_thumbnail_chunks_of_the_earlier_npz_layout(tmp_path):
   g = Gallery.create(tmp_path / "g", dim=4, thumb_size=8, descriptor="x", backend="exact")
   thumbs = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)

@@ -251,6 +251,27 @@ def test_init_from_released_weights_into_the_only_module():
   assert _equal(nnx.to_pure_dict(state["models"]["model"]), released)
 
 
+def test_init_from_released_weights_goes_to_model_beside_loss_parameters():
+  """CopyNCE's run holds `model` and the loss's `logit_scale`: released weights go to `model`."""
+  from provjax import weights
+  from provjax.config import load_config
+  from provjax.train import init_from, mesh as mesh_lib
+  from provjax.train.state import build_state
+  from pathlib import Path
+
+  root = Path(__file__).resolve().parents[1]
+  config = load_config(f"{root}/configs/copynce/descriptor.py:tiny,quick")
+  task = tasks.get(config.task)
+  _, state, _ = build_state(config, task, mesh_lib.make_mesh((1, 1)))
+  assert sorted(state["models"]) == ["logit_scale", "model"]
+  scale = np.asarray(jax.tree.leaves(nnx.to_pure_dict(state["models"]["logit_scale"]))[0])
+  init_from.apply(state, "copynce.synth-v1", log=lambda _: None)
+  released = nnx.to_pure_dict(nnx.state(weights.load("copynce.synth-v1")))
+  assert _equal(nnx.to_pure_dict(state["models"]["model"]), released)
+  after = jax.tree.leaves(nnx.to_pure_dict(state["models"]["logit_scale"]))[0]
+  assert np.array_equal(np.asarray(after), scale)
+
+
 def test_eval_command_appends_the_scalars_as_results_rows(tmp_path, monkeypatch, capsys):
   from provjax import cli, config as config_lib, results
 

@@ -18,7 +18,9 @@ Measured here, in this run, on `provjax_copydetect` (provjax.data.copydetect):
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import ml_collections
 import numpy as np
 
 from provjax import cards, weights
@@ -153,11 +155,25 @@ def _data_text(config) -> str:
   )
 
 
+def _restore(source: str):
+  """(config, model, step, released name or None) of a work dir or of released weights."""
+  if Path(source).is_dir():
+    config = read(source)
+    return (config, *restore_model(config, source), None)
+  stored = weights.read_config(source)
+  config = ml_collections.ConfigDict(stored["train_config"])
+  return config, weights.load(source), stored["steps"], source
+
+
 def release(descriptor, matcher, sscd, *, tag: str) -> dict:
-  d_cfg, m_cfg, s_cfg = read(descriptor), read(matcher), read(sscd)
-  d_model, d_step = restore_model(d_cfg, descriptor)
-  m_model, m_step = restore_model(m_cfg, matcher)
-  s_model, s_step = restore_model(s_cfg, sscd)
+  """Measure the three models and export those given as work dirs as `arch.tag`.
+
+  Each of them may instead be released weights (`arch.tag`): measured beside
+  the others and named in their cards, not exported again.
+  """
+  d_cfg, d_model, d_step, d_name = _restore(descriptor)
+  m_cfg, m_model, m_step, m_name = _restore(matcher)
+  s_cfg, s_model, s_step, s_name = _restore(sscd)
   sets = {split: _benchmark(d_cfg, split) for split in ("val", "test")}
   background = _background(d_cfg)
   size, m_size = d_cfg.data.image_size, m_cfg.data.image_size
@@ -182,9 +198,9 @@ def release(descriptor, matcher, sscd, *, tag: str) -> dict:
       benches["thumbnail 16x16 (reference)"], chosen["thumbnail 16x16 (reference)"], "thumbnail"
   )
   names = {
-      "descriptor": f"copynce.{tag}",
-      "matcher": f"copynce_matcher.{tag}",
-      "sscd": f"sscd.{tag}",
+      "descriptor": d_name or f"copynce.{tag}",
+      "matcher": m_name or f"copynce_matcher.{tag}",
+      "sscd": s_name or f"sscd.{tag}",
   }
   how_test = (
       "Official ISC metrics (provjax.metrics.isc, checked bit-for-bit against isc2021's code) "
@@ -213,82 +229,76 @@ def release(descriptor, matcher, sscd, *, tag: str) -> dict:
   }
   best = chosen["CopyNCE descriptor"]
   out = {"chosen": chosen, "test": test_rows, "families": fam, "names": names}
-  m_card = _card(
-      names["matcher"],
-      m_cfg,
-      matcher,
-      m_step,
-      "The CopyNCE matcher (shared ViT encoder + joint fusion blocks + copy / no-copy head), "
-      f"trained from scratch ({PAPER}). It re-scores descriptor candidates; run it through "
-      f"`provjax copydetect --matcher {names['matcher']}`.",
-      counts,
-      tables,
-  )
-  weights.export(
-      m_model,
-      names["matcher"],
-      arch=m_cfg.model.name,
-      preprocessing={"size": m_size, "input": "resized whole to size x size"},
-      card=m_card,
-      extra=_extra(PAPER, m_card, m_cfg, m_step),
-  )
-  d_card = _card(
-      names["descriptor"],
-      d_cfg,
-      descriptor,
-      d_step,
-      "The CopyNCE descriptor (ViT -> CLS -> linear -> BN -> L2) trained from scratch with "
-      f"InfoNCE + CopyNCE (PixTrace patch overlaps) + KoLeo ({PAPER}). `provjax copydetect` "
-      "uses it by default, with the protocol chosen on held-back data.",
-      counts,
-      tables,
-  )
-  weights.export(
-      d_model,
-      names["descriptor"],
-      arch=d_cfg.model.name,
-      preprocessing={
-          "size": size,
-          "input": "resized whole to size x size (bicubic), ImageNet normalisation",
-          "protocol": {"search": "knn", "k": 10, **best},
-          "matcher": names["matcher"] if best["rescore"] else None,
-      },
-      card=d_card,
-      extra=_extra(PAPER, d_card, d_cfg, d_step),
-  )
-  s_card = _card(
-      names["sscd"],
-      s_cfg,
-      sscd,
-      s_step,
-      f"The SSCD baseline ({SSCD_PAPER}): ResNet + GeM + linear + L2, InfoNCE + KoLeo, trained "
-      "from scratch on the same data.",
-      counts,
-      tables,
-  )
-  weights.export(
-      s_model,
-      names["sscd"],
-      arch=s_cfg.model.name,
-      preprocessing={
-          "size": s_cfg.data.image_size,
-          "input": "resized whole to size x size (bicubic), ImageNet normalisation",
-          "protocol": {"search": "knn", "k": 10, **chosen["SSCD"]},
-      },
-      card=s_card,
-      extra=_extra(SSCD_PAPER, s_card, s_cfg, s_step),
-  )
+
+  def export(model, name, config, workdir, step, paper, summary, preprocessing):
+    card = _card(name, config, workdir, step, summary, counts, tables)
+    _export(model, card, paper, preprocessing)
+
+  if m_name is None:
+    export(
+        m_model,
+        names["matcher"],
+        m_cfg,
+        matcher,
+        m_step,
+        PAPER,
+        "The CopyNCE matcher (shared ViT encoder + joint fusion blocks + copy / no-copy head), "
+        f"trained from scratch ({PAPER}). It re-scores descriptor candidates; run it through "
+        f"`provjax copydetect --matcher {names['matcher']}`.",
+        {"size": m_size, "input": "resized whole to size x size"},
+    )
+  if d_name is None:
+    export(
+        d_model,
+        names["descriptor"],
+        d_cfg,
+        descriptor,
+        d_step,
+        PAPER,
+        "The CopyNCE descriptor (ViT -> CLS -> linear -> BN -> L2) trained from scratch with "
+        f"InfoNCE + CopyNCE (PixTrace patch overlaps) + KoLeo ({PAPER}). `provjax copydetect` "
+        "uses it by default, with the protocol chosen on held-back data.",
+        {
+            "size": size,
+            "input": "resized whole to size x size (bicubic), ImageNet normalisation",
+            "protocol": {"search": "knn", "k": 10, **best},
+            "matcher": names["matcher"] if best["rescore"] else None,
+        },
+    )
+  if s_name is None:
+    export(
+        s_model,
+        names["sscd"],
+        s_cfg,
+        sscd,
+        s_step,
+        SSCD_PAPER,
+        f"The SSCD baseline ({SSCD_PAPER}): ResNet + GeM + linear + L2, InfoNCE + KoLeo, trained "
+        "from scratch on the same data.",
+        {
+            "size": s_cfg.data.image_size,
+            "input": "resized whole to size x size (bicubic), ImageNet normalisation",
+            "protocol": {"search": "knn", "k": 10, **chosen["SSCD"]},
+        },
+    )
   return out
 
 
-def _extra(paper: str, card: cards.Card, config, step: int) -> dict:
-  """What config.json records beside the weights: the paper, the config and how it ran."""
-  return {
-      "paper": paper,
-      "config": card.config_spec,
-      "steps": step,
-      "train_config": as_dict(config),
-  }
+def _export(model, card: cards.Card, paper: str, preprocessing: dict) -> None:
+  """Released weights named by the card, with config.json recording the paper and the run."""
+  weights.export(
+      model,
+      card.name,
+      arch=card.arch,
+      preprocessing=preprocessing,
+      card=card,
+      extra={
+          "paper": paper,
+          "config": card.config_spec,
+          "steps": card.steps,
+          "train_config": card.config,
+      },
+  )
 
 
 def _card(name, config, workdir, step, summary, counts, tables) -> cards.Card:
@@ -313,8 +323,10 @@ def main(argv=None) -> None:
       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   p.add_argument("--descriptor", required=True, help="the CopyNCE descriptor work dir")
-  p.add_argument("--matcher", required=True, help="the CopyNCE matcher work dir")
-  p.add_argument("--sscd", required=True, help="the SSCD work dir")
+  p.add_argument(
+      "--matcher", required=True, help="the CopyNCE matcher work dir, or released weights"
+  )
+  p.add_argument("--sscd", required=True, help="the SSCD work dir, or released weights")
   p.add_argument("--tag", default="synth-v1")
   args = p.parse_args(argv)
   out = release(args.descriptor, args.matcher, args.sscd, tag=args.tag)

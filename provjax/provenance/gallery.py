@@ -164,7 +164,8 @@ class Gallery:
     result = self.index.add(ids, vectors, paths=paths, sha256s=sha256s)
     keep = np.isin(ids, result.added)
     if keep.any():
-      written = _write_chunk(self.directory / "thumbs", ids[keep], thumbs[keep])
+      kept = thumbs[keep]
+      written = _write_chunk(self.directory / "thumbs", ids[keep], kept.shape, [kept])
       self._register(*_read_chunk(written))
       self._list(written, int(keep.sum()))
     return result.added
@@ -205,7 +206,8 @@ class Gallery:
   def compact(self) -> dict:
     """Rebuild the index and thumbnails without tombstones, atomically; returns what it dropped.
 
-    The live thumbnails go to one new chunk, the compacted index replaces
+    The live thumbnails go to one new chunk, copied a block at a time
+    (memory stays a block's, not the gallery's), the compacted index replaces
     the old one in one swap, and only then are the old chunks deleted: a
     kill at any point leaves a gallery that answers the same.
     """
@@ -213,7 +215,9 @@ class Gallery:
     live = self.index.ids[~np.isin(self.index.ids, self.index.removed)]
     thumbs_dir = self.directory / "thumbs"
     old_files = sorted(thumbs_dir.glob("chunk-*"))
-    kept = _write_chunk(thumbs_dir, live, self.thumbs(live)) if len(live) else None
+    s = self.info["thumb_size"]
+    blocks = (self.thumbs(live[i : i + WRITE_BLOCK]) for i in range(0, len(live), WRITE_BLOCK))
+    kept = _write_chunk(thumbs_dir, live, (len(live), s, s, 3), blocks) if len(live) else None
     self.index = self.index.compact()
     self._listed = {}
     if kept is not None:
@@ -277,24 +281,45 @@ def _check_size(path: Path, expected: int) -> None:
     )
 
 
-def _write_chunk(folder: Path, ids: np.ndarray, thumbs: np.ndarray) -> Path:
+# Thumbnails `compact` copies at a time (12 KB each at 64 px: 48 MB a block).
+WRITE_BLOCK = 4096
+
+
+def _write_chunk(folder: Path, ids: np.ndarray, shape: tuple, blocks) -> Path:
   """One thumbnail chunk under a fresh name (never overwrites one); returns its ids file.
 
-  The thumbnails are written first and the ids last: a chunk whose ids file
-  exists is complete.
+  `blocks` yields the thumbnails of `ids` in order, in arrays of any length;
+  they fill a memory-mapped .npy file of `shape`, so only one block is in
+  memory at a time. The thumbnails are written first and the ids last: a
+  chunk whose ids file exists is complete.
   """
   folder.mkdir(parents=True, exist_ok=True)
   stem = f"chunk-{time.time_ns():020d}"
   while (folder / (stem + _IDS)).exists():
     stem = f"chunk-{time.time_ns():020d}"
-  for suffix, array in ((_THUMBS, thumbs), (_IDS, ids)):
-    tmp = folder / f".tmp-{stem}{suffix}"  # outside the chunk-* pattern until complete
-    with open(tmp, "wb") as f:
-      np.save(f, np.ascontiguousarray(array))
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, folder / (stem + suffix))
+  tmp = folder / f".tmp-{stem}{_THUMBS}"  # outside the chunk-* pattern until complete
+  out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=tuple(shape))
+  start = 0
+  for block in blocks:
+    out[start : start + len(block)] = block
+    start += len(block)
+  if start != len(ids):
+    raise ValueError(f"thumbnail chunk: {start} thumbnails for {len(ids)} ids")
+  out.flush()
+  del out  # unmapped before the file is synced and renamed
+  _fsync(tmp)
+  os.replace(tmp, folder / (stem + _THUMBS))
+  tmp = folder / f".tmp-{stem}{_IDS}"
+  with open(tmp, "wb") as f:
+    np.save(f, np.ascontiguousarray(ids))
+  _fsync(tmp)
+  os.replace(tmp, folder / (stem + _IDS))
   return folder / (stem + _IDS)
+
+
+def _fsync(path: Path) -> None:
+  with open(path, "rb+") as f:
+    os.fsync(f.fileno())
 
 
 def _read_chunk(ids_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,16 @@
 Forms (a list of them is applied in order):
   "runs/ph1"                      every module of that work dir's latest checkpoint
   "runs/ph1:noiseprint"           only parameters under that path prefix
-  "simprov.synth-v2"              released weights into the run's only module
+  "simprov.synth-v2"              released weights into the run's only module, or
+                                  into `model` beside other modules (a loss's
+                                  learned temperature)
   "/data/ckpt/simprov.dam"        the same, by the path of a released-weights folder
                                   (e.g. one `provjax convert` wrote elsewhere)
   {"source": "trufor.np-v1", "from": "", "to": "noiseprint"}
                                   released weights into the module `noiseprint`
 Paths are '/'-joined keys of the models tree ("noiseprint/stem/conv/kernel");
 `to` defaults to `from` for a work dir and, for released weights, to the
-run's only module. Every copied leaf must exist in the run with the same
+run's only module or its `model`. Every copied leaf must exist in the run with the same
 shape, or the run stops naming the leaf.
 """
 
@@ -98,6 +100,8 @@ def apply(state, value, *, log=print) -> None:
         target = entry["from"]
       elif len(models) == 1:
         target = next(iter(models))
+      elif "model" in models:  # a single-model task beside its loss parameters (logit_scale)
+        target = "model"
       else:
         raise ValueError(
             f"init_from {entry['source']!r}: released weights fit one module; say which with "
