@@ -85,4 +85,8 @@ def test_bad_arguments_exit_2(folders, capsys):
   argv += ["--out", "x.csv", "--model", "thumbnail", "--score-norm", "copynce"]
   assert cli.main(argv) == 2  # score normalisation without a background set
   assert "background" in capsys.readouterr().err
+  argv = ["copydetect", "--queries", str(folders["queries"]), "--refs", str(folders["refs"])]
+  with pytest.raises(SystemExit):  # argparse: a share of 1 is the thumbnail alone (--model)
+    cli.main(argv + ["--out", "x.csv", "--thumbnail-weight", "1"])
+  assert "--model thumbnail" in capsys.readouterr().err
   assert cli.main(["eval", "isc", "--gt", str(folders["gt"])]) == 2

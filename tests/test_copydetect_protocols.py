@@ -241,3 +241,31 @@ def test_hdf5_round_trip_and_atomic_write(tmp_path, monkeypatch):
     f.create_dataset("vectors", data=vecs.astype(np.float32))
     f.create_dataset("image_names", data=np.array([b"Q1", b"Q2", b"Q3"]))
   assert isc_io.read_descriptors(official)[0] == ["Q1", "Q2", "Q3"]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 0.75])
+def test_thumbnail_share_mixes_the_two_cosines(weight):
+  from provjax.copydetect.detector import with_thumbnail
+
+  rng = np.random.default_rng(0)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  d, t = unit(rng.normal(size=(5, 8))), unit(rng.normal(size=(5, 3)))
+  mixed = with_thumbnail(d, t, weight)
+  np.testing.assert_allclose(np.linalg.norm(mixed, axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(mixed @ mixed.T, (1 - weight) * d @ d.T + weight * t @ t.T, atol=1e-6)
+
+
+def test_detector_describes_with_the_protocols_thumbnail_share():
+  from provjax.copydetect.detector import CopyDetector, Protocol
+  from provjax.retrieval.thumbnail import thumbnail
+
+  det = CopyDetector.load("copynce.synth-v1", matcher="")
+  images = [np.random.default_rng(i).integers(0, 255, (40, 56, 3), np.uint8) for i in range(3)]
+  alone = det.describe(images)
+  det.protocol = Protocol(thumbnail_weight=0.5)
+  mixed = det.describe(images)
+  assert mixed.shape == (3, alone.shape[1] + 256)
+  np.testing.assert_allclose(mixed[:, : alone.shape[1]], np.sqrt(0.5) * alone, atol=1e-6)
+  np.testing.assert_allclose(
+      mixed[:, alone.shape[1] :], np.sqrt(0.5) * thumbnail(images), atol=1e-6
+  )

@@ -48,6 +48,13 @@ def _non_negative(text: str) -> int:
   return value
 
 
+def _share(text: str) -> float:
+  value = float(text)
+  if not 0.0 <= value < 1.0:
+    raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value} (1 is --model thumbnail)")
+  return value
+
+
 def describe_folder(det, folder: str, *, what: str, progress: bool, views: bool = False) -> dict:
   """Descriptors of every readable image under `folder`: ids (file stems), paths, vectors.
 
@@ -119,6 +126,7 @@ def cmd_copydetect(args) -> int:
       rescore=args.rescore,
       query_crops=args.query_crops,
       backend=args.backend,
+      thumbnail_weight=args.thumbnail_weight,
   )
   det.batch_size = args.batch_size
   progress = not args.no_progress
@@ -214,6 +222,12 @@ def add_commands(sub) -> None:
       choices=["exact", "scann"],
       default=None,
       help="exact search (default) or ScaNN (approximate; for large reference sets)",
+  )
+  p.add_argument(
+      "--thumbnail-weight",
+      type=_share,
+      default=None,
+      help="the 16x16 thumbnail's share of each similarity, in [0, 1) (default: the released one)",
   )
   p.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass")
   p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -11,8 +11,10 @@ copied content away), ImageNet normalisation inside the task's embed. The
 search protocol (k nearest per query or the official global budget), the
 score normalisation variant and whether the matcher re-scores the top
 candidates were chosen on the held-back split by the release; any of them can
-be overridden. `thumbnail` is the classical reference descriptor: a 16 x 16
-grayscale thumbnail, mean removed, L2-normalised, searched the same way.
+be overridden, and so can the thumbnail's share of each similarity
+(`Protocol.thumbnail_weight`). `thumbnail` is the classical reference
+descriptor: a 16 x 16 grayscale thumbnail, mean removed, L2-normalised,
+searched the same way.
 """
 
 from __future__ import annotations
@@ -83,6 +85,22 @@ class Protocol:
   rescore: int = 0  # candidates per query the matcher re-scores (0: descriptor scores)
   query_crops: str = "none"  # "grid": also describe crops of each query (see `query_views`)
   backend: str = "exact"  # "exact" (JAX matmul top-k) or "scann" (approximate, large galleries)
+  # The 16 x 16 thumbnail's share w of every similarity (see `with_thumbnail`); 0: descriptor only.
+  thumbnail_weight: float = 0.0
+
+
+def with_thumbnail(descriptors: np.ndarray, thumbs: np.ndarray, weight: float) -> np.ndarray:
+  """Unit vectors whose inner products are (1 - w) x descriptor cosine + w x thumbnail cosine.
+
+  The two are complementary: a learned descriptor trained on few images keeps
+  geometry (crops, overlays, image-in-image) and a mean-removed grayscale
+  thumbnail keeps photometric changes (colour, blur, JPEG). Concatenating
+  sqrt(1 - w) d and sqrt(w) t (both unit vectors) gives a unit vector, so any
+  search and score normalisation runs on the mixed similarity unchanged.
+  """
+  if weight == 0.0:
+    return descriptors
+  return np.concatenate([np.sqrt(1.0 - weight) * descriptors, np.sqrt(weight) * thumbs], axis=1)
 
 
 @dataclasses.dataclass
@@ -119,7 +137,9 @@ class CopyDetector:
     if self.descriptor is None:
       return thumbnail(images)
     batch = np.stack([copy_data.square(im, self.size) for im in images])
-    return copy_data.embed(self.descriptor, batch, self.batch_size)
+    vectors = copy_data.embed(self.descriptor, batch, self.batch_size)
+    w = self.protocol.thumbnail_weight
+    return with_thumbnail(vectors, thumbnail(images), w) if w else vectors
 
   def describe_queries(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors of every view of each query (`Protocol.query_crops`) and each view's query."""

@@ -10,7 +10,9 @@ Measured here, in this run, on `provjax_copydetect` (provjax.data.copydetect):
   normalisation (none, isc2021, SSCD, CopyNCE; background = the `background`
   split, which shares no source with val or test); the variant with the best
   val µAP is what the released weights use, and whether the matcher re-scores
-  the top 10 is chosen the same way. The test split never chooses anything;
+  the top 10, whether query crops are searched, and the thumbnail's share of
+  the similarity (`Protocol.thumbnail_weight`, for a learned descriptor) are
+  chosen the same way. The test split never chooses anything;
 * the official ISC metrics (µAP, RP90, R@1) on `test` for every row, and per
   query family for the released pipeline and the thumbnail reference.
 """
@@ -24,9 +26,10 @@ import ml_collections
 import numpy as np
 
 from provjax import cards, weights
-from provjax.copydetect.detector import CopyDetector, Protocol
+from provjax.copydetect.detector import CopyDetector, Protocol, query_views, with_thumbnail
 from provjax.data.images import read_image
 from provjax.metrics import isc
+from provjax.retrieval.thumbnail import thumbnail
 from provjax.tasks import copy_data
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import run_summary
@@ -36,6 +39,8 @@ PAPER = "Lu et al., PixTrace + CopyNCE, ICCV 2025, arXiv 2602.17484"
 SSCD_PAPER = "Pizzi et al., SSCD, CVPR 2022, arXiv 2202.10261"
 SCORE_NORMS = ("none", "isc2021", "sscd", "copynce")
 QUERY_CROPS = ("none", "grid")
+# The thumbnail's shares of the similarity compared for a learned descriptor (0: descriptor only).
+THUMBNAIL_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 METRICS = ("micro_ap", "recall_at_p90", "recall_at_rank1")
 
 
@@ -65,23 +70,42 @@ def score(data: dict, qi, ri, s, queries=None) -> dict:
 
 
 class Bench:
-  """One descriptor's vectors on val, test and the background set, and its searches."""
+  """One descriptor's vectors on val, test and the background set, and its searches.
+
+  A learned descriptor's vectors are kept beside the thumbnails of the same
+  images, so that every thumbnail share (`Protocol.thumbnail_weight`) is a
+  cheap mix of the two rather than another forward pass.
+  """
 
   def __init__(self, det: CopyDetector, sets: dict, background: list):
     self.det = det
     self.sets = sets
-    self.refs = {split: det.describe(d["refs"]) for split, d in sets.items()}
+    det.protocol = Protocol()
+    self.learned = det.descriptor is not None
+    self.refs = {split: self._describe(d["refs"]) for split, d in sets.items()}
     self.queries = {}
     for crops in QUERY_CROPS:
-      det.protocol = Protocol(query_crops=crops)
       for split, d in sets.items():
-        self.queries[split, crops] = det.describe_queries(d["queries"])
-    self.background = det.describe(background)
+        views = [query_views(im, crops) for im in d["queries"]]
+        owner = np.repeat(np.arange(len(views)), [len(v) for v in views])
+        self.queries[split, crops] = self._describe([v for vs in views for v in vs]), owner
+    self.background = self._describe(background)
 
-  def run(self, split: str, score_norm: str, rescore: int = 0, query_crops: str = "none"):
+  def _describe(self, images):
+    return self.det.describe(images), thumbnail(images) if self.learned else None
+
+  def run(
+      self,
+      split: str,
+      score_norm: str,
+      rescore: int = 0,
+      query_crops: str = "none",
+      thumbnail_weight: float = 0.0,
+  ):
     self.det.protocol = Protocol(score_norm=score_norm, rescore=rescore, query_crops=query_crops)
+    mix = lambda pair: with_thumbnail(*pair, thumbnail_weight)
     q, owner = self.queries[split, query_crops]
-    qi, ri, s = self.det.search(q, self.refs[split], self.background, owner=owner)
+    qi, ri, s = self.det.search(mix(q), mix(self.refs[split]), mix(self.background), owner=owner)
     if rescore:
       data = self.sets[split]
       return self.det.rescore_top(qi, ri, s, data["queries"].__getitem__, data["refs"].__getitem__)
@@ -91,20 +115,22 @@ class Bench:
     return score(self.sets[split], *self.run(split, **protocol), queries=queries)
 
 
-def options(with_matcher: bool) -> list[dict]:
-  """Every protocol the release compares: score normalisation x query crops (x re-scoring)."""
+def options(with_matcher: bool, learned: bool = True) -> list[dict]:
+  """Every protocol the release compares: score normalisation x query crops (x re-scoring)
+  (x the thumbnail's share, for a learned descriptor)."""
   return [
-      {"score_norm": norm, "query_crops": crops, "rescore": rescore}
+      {"score_norm": norm, "query_crops": crops, "rescore": rescore, "thumbnail_weight": w}
       for norm in SCORE_NORMS
       for crops in QUERY_CROPS
       for rescore in ((0, 10) if with_matcher else (0,))
+      for w in (THUMBNAIL_WEIGHTS if learned else (0.0,))
   ]
 
 
 def choose(bench: Bench, with_matcher: bool) -> tuple[dict, list[dict]]:
   """The val-best protocol (best µAP) and the val rows of every option."""
   rows, best = [], None
-  for option in options(with_matcher):
+  for option in options(with_matcher, bench.learned):
     m = bench.measure("val", **option)
     rows.append({**_columns(option), **m})
     if best is None or m["micro_ap"] > best[1]["micro_ap"]:
@@ -117,6 +143,7 @@ def _columns(option: dict) -> dict:
       "score normalisation": option["score_norm"],
       "query crops": option["query_crops"],
       "matcher re-scores": option["rescore"],
+      "thumbnail share": option["thumbnail_weight"],
   }
 
 
@@ -189,7 +216,7 @@ def release(descriptor, matcher, sscd, *, tag: str) -> dict:
     with_matcher = bench.det.matcher is not None
     chosen[label], rows = choose(bench, with_matcher)
     val_rows += [{"descriptor": label, **r} for r in rows]
-    for option in options(with_matcher):
+    for option in options(with_matcher, bench.learned):
       m = bench.measure("test", **option)
       picked = "yes" if chosen[label] == option else ""
       test_rows.append({"descriptor": label, **_columns(option), **m, "chosen on val": picked})
