@@ -245,7 +245,7 @@ def test_hdf5_round_trip_and_atomic_write(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("weight", [0.0, 0.25, 0.75])
 def test_thumbnail_share_mixes_the_two_cosines(weight):
-  from provjax.copydetect.detector import with_thumbnail
+  from provjax.retrieval.thumbnail import with_thumbnail
 
   rng = np.random.default_rng(0)
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)

@@ -107,6 +107,38 @@ def test_index_build_query_cli(fresh_weights, tmp_path, capsys):
   assert "was built with --descriptor simprov.test" in capsys.readouterr().err
 
 
+def test_search_with_a_thumbnail_share(fresh_weights, tmp_path, capsys):
+  """Descriptor weights released with `thumbnail_weight` build 512-d galleries that record it;
+  queries are described the same way and find themselves with cosine 1."""
+  from provjax import weights
+  from provjax.provenance.engine import Describer, Engine
+  from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
+
+  model = provjax.load("simprov.test")
+  weights.export(
+      model,
+      "simprov.testmix",
+      arch="simprov.tiny",
+      preprocessing={"image_size": model.image_size},
+      extra={"thumbnail_weight": 0.4},
+  )
+  paths = _images(tmp_path / "db", 4)
+  flags = ["--descriptor", "simprov.testmix", "--comparator", "simprov_comparator.test"]
+  assert cli.main(_build_args(tmp_path / "db", tmp_path / "idx", flags)) == 0
+  gallery = Gallery.open(tmp_path / "idx")
+  assert gallery.info["thumbnail_weight"] == 0.4 and gallery.index.dim == 512
+  engine = Engine(gallery, model, provjax.load("simprov_comparator.test"), k=4)
+  image = np.asarray(Image.open(paths[1]).convert("RGB"))
+  vector = engine.describe([image])[0]
+  size = model.image_size
+  alone = Describer(model)([image])
+  small = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+  np.testing.assert_allclose(vector, with_thumbnail(alone, thumbnail([small]), 0.4)[0], atol=1e-5)
+  best = max(engine.query(image).candidates, key=lambda c: c["score"])  # search similarity
+  assert best["path"] == str(paths[1].resolve()) and best["score"] == pytest.approx(1.0, abs=1e-3)
+  capsys.readouterr()
+
+
 def test_gallery_thumbnails_survive_save_and_load(tmp_path):
   g = Gallery.create(tmp_path / "g", dim=4, thumb_size=8, descriptor="x", backend="exact")
   v = np.eye(4, dtype=np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 
 from provjax import weights
 from provjax.copydetect import protocols
-from provjax.retrieval.thumbnail import thumbnail
+from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
 from provjax.tasks import copy_data
 from provjax.tasks import copynce_matcher as matcher_task
 
@@ -87,20 +87,6 @@ class Protocol:
   backend: str = "exact"  # "exact" (JAX matmul top-k) or "scann" (approximate, large galleries)
   # The 16 x 16 thumbnail's share w of every similarity (see `with_thumbnail`); 0: descriptor only.
   thumbnail_weight: float = 0.0
-
-
-def with_thumbnail(descriptors: np.ndarray, thumbs: np.ndarray, weight: float) -> np.ndarray:
-  """Unit vectors whose inner products are (1 - w) x descriptor cosine + w x thumbnail cosine.
-
-  The two are complementary: a learned descriptor trained on few images keeps
-  geometry (crops, overlays, image-in-image) and a mean-removed grayscale
-  thumbnail keeps photometric changes (colour, blur, JPEG). Concatenating
-  sqrt(1 - w) d and sqrt(w) t (both unit vectors) gives a unit vector, so any
-  search and score normalisation runs on the mixed similarity unchanged.
-  """
-  if weight == 0.0:
-    return descriptors
-  return np.concatenate([np.sqrt(1.0 - weight) * descriptors, np.sqrt(weight) * thumbs], axis=1)
 
 
 @dataclasses.dataclass

@@ -26,10 +26,10 @@ import ml_collections
 import numpy as np
 
 from provjax import cards, weights
-from provjax.copydetect.detector import CopyDetector, Protocol, query_views, with_thumbnail
+from provjax.copydetect.detector import CopyDetector, Protocol, query_views
 from provjax.data.images import read_image
 from provjax.metrics import isc
-from provjax.retrieval.thumbnail import thumbnail
+from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
 from provjax.tasks import copy_data
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import run_summary

@@ -30,21 +30,30 @@ def heldout_images(
     resolution: int = 128,
     seed: int = 1234,
     split: str = "gallery",
+    photo_dir: str | None = None,
 ) -> list[np.ndarray]:
   """Unseen originals of `split` then distractors (the "distractors" split).
 
   `split` is "gallery" for the benchmark, "test" (the validation split) when
   choosing an operating point, so the benchmark never sees the data that
-  chose its threshold.
+  chose its threshold. `photo_dir` adds that split's share of a photo folder
+  (`provjax.data.folder`) to the bundled photographs.
   """
-  make = lambda split, n: [img for _, img in synthetic.generate_images(split, n, resolution, seed)]
+  make = lambda split, n: [
+      img for _, img in synthetic.generate_images(split, n, resolution, seed, photo_dir=photo_dir)
+  ]
   return make(split, n_originals) + make("distractors", n_distractors)
 
 
 def gallery_of(describer: Describer, thumb_size: int, directory, images: list[np.ndarray]):
   """A gallery of `images` with ids 0..N-1 in order (exact search)."""
   gallery = Gallery.create(
-      directory, dim=256, thumb_size=thumb_size, descriptor="heldout", backend="exact"
+      directory,
+      dim=describer.dim,
+      thumb_size=thumb_size,
+      descriptor="heldout",
+      backend="exact",
+      thumbnail_weight=describer.thumbnail_weight,
   )
   gallery.add(
       describer(images),
@@ -82,10 +91,11 @@ def family_recall(engine: Engine, images: list[np.ndarray], n_originals: int, rn
 
 
 @contextlib.contextmanager
-def _engine(descriptor, comparator, images, k, fusion=Fusion()):
+def _engine(descriptor, comparator, images, k, fusion=Fusion(), thumbnail_weight=0.0):
   """An engine over a temporary gallery of `images` (ids in order)."""
   with tempfile.TemporaryDirectory() as tmp:
-    gallery = gallery_of(Describer(descriptor), int(comparator.image_size), tmp, images)
+    describer = Describer(descriptor, thumbnail_weight=thumbnail_weight)
+    gallery = gallery_of(describer, int(comparator.image_size), tmp, images)
     yield Engine(gallery, descriptor, comparator, k=k, fusion=fusion)
 
 
@@ -98,10 +108,20 @@ def run(
     k: int = 100,
     seed: int = 1234,
     fusion: Fusion = Fusion(),
+    thumbnail_weight: float = 0.0,
 ) -> dict:
   """End-to-end table (per query kind) and per-family search recall, held-back split."""
   images = heldout_images(n_originals, n_distractors, seed=seed)
-  return run_images(descriptor, comparator, images, n_originals, k=k, seed=seed, fusion=fusion)
+  return run_images(
+      descriptor,
+      comparator,
+      images,
+      n_originals,
+      k=k,
+      seed=seed,
+      fusion=fusion,
+      thumbnail_weight=thumbnail_weight,
+  )
 
 
 def run_images(
@@ -113,9 +133,10 @@ def run_images(
     k: int = 100,
     seed: int = 1234,
     fusion: Fusion = Fusion(),
+    thumbnail_weight: float = 0.0,
 ) -> dict:
   """`run` on any images: the first `n_originals` are queried, the rest distract."""
-  with _engine(descriptor, comparator, images, k, fusion) as engine:
+  with _engine(descriptor, comparator, images, k, fusion, thumbnail_weight) as engine:
     rng = np.random.default_rng(seed + 2)
     originals = list(enumerate(images[:n_originals]))
     queries = evaluate.make_queries(originals, rng, n_distinct=n_originals // 2)
@@ -196,3 +217,45 @@ def calibrate_fusion(
     queries = evaluate.make_queries(originals, rng, n_distinct=n_originals)
     candidates = [engine.query(q.edit.image).candidates for q in queries]
   return choose_fusion(candidates, [q.truth for q in queries])
+
+
+THUMBNAIL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def choose_thumbnail_weight(
+    descriptor,
+    *,
+    n_originals: int = 60,
+    n_distractors: int = 500,
+    seed: int = 777,
+    photo_dir: str | None = None,
+) -> dict:
+  """The thumbnail share of search similarity (`engine.Describer`) chosen on validation data.
+
+  Each candidate share w describes a gallery of validation ("test" split)
+  originals among distractors, and every original is searched once per
+  benign family and once as a manipulated copy. The share with the best
+  mean search recall@1 over those query sets (each family and the
+  manipulated set weigh the same; the smaller share on a tie) is chosen.
+  `photo_dir`: a photo folder whose test-split photographs join the bundled
+  ones (the training folder is right: its test split was never trained on).
+  """
+  images = heldout_images(n_originals, n_distractors, seed=seed, split="test", photo_dir=photo_dir)
+  rng = np.random.default_rng(seed + 2)
+  queries = {}
+  for family in transforms.BENIGN_FAMILIES:
+    op = transforms.benign_family(family)
+    queries[family] = [op(transforms.identity(im), rng).image for im in images[:n_originals]]
+  made = evaluate.make_queries(list(enumerate(images[:n_originals])), rng)
+  queries["manipulated"] = [q.edit.image for q in made if q.kind == "manipulated"]
+  rows = []
+  for w in THUMBNAIL_WEIGHTS:
+    describe = Describer(descriptor, thumbnail_weight=w)
+    gallery = describe(images)
+    recall = {
+        name: float(np.mean(np.argmax(describe(q) @ gallery.T, axis=1) == np.arange(n_originals)))
+        for name, q in queries.items()
+    }
+    rows.append({"thumbnail share": w, "mean R@1": float(np.mean(list(recall.values()))), **recall})
+  best = max(rows, key=lambda r: r["mean R@1"])  # first of equals: the smaller share
+  return {"weight": best["thumbnail share"], "rows": rows, "originals": n_originals}

@@ -131,6 +131,7 @@ def open_or_create(
     descriptor_name: str,
     backend: str,
     shard: tuple[int, int] | None = None,
+    describer: Describer,
 ) -> Gallery:
   if (Path(directory) / "gallery.json").is_file():
     gallery = Gallery.open(directory, verify=False)  # sizes only: a sync re-hashes nothing stored
@@ -138,16 +139,23 @@ def open_or_create(
       raise ValueError(
           f"{directory} was built with {gallery.info['descriptor']}, " f"not {descriptor_name}"
       )
+    built = gallery.info.get("thumbnail_weight", 0.0)
+    if built != describer.thumbnail_weight:
+      raise ValueError(
+          f"{directory} mixes the thumbnail into search at weight {built}, "
+          f"not {describer.thumbnail_weight}; rebuild it into a new folder"
+      )
     if shard is not None and gallery.info.setdefault("shard", list(shard)) != list(shard):
       raise ValueError(f"{directory} is shard {gallery.info['shard']}, not {list(shard)}")
     return gallery
   return Gallery.create(
       directory,
-      dim=256,
+      dim=describer.dim,
       thumb_size=thumb_size,
       descriptor=descriptor_name,
       backend=backend,
       shard=shard,
+      thumbnail_weight=describer.thumbnail_weight,
   )
 
 
@@ -186,6 +194,7 @@ def build_gallery(
       descriptor_name=descriptor_name,
       backend=backend,
       shard=shard,
+      describer=describer,
   )
   stats = {"files": len(files), **dict.fromkeys(COUNTS, 0), "errors": 0}
   hashes = Path(directory) / HASHES

@@ -26,7 +26,7 @@ def _models(args):
 def cmd_index_build(args) -> int:
   import provjax
   from provjax.provenance.build import build_gallery
-  from provjax.provenance.engine import Describer
+  from provjax.provenance.engine import Describer, thumbnail_weight
   from provjax.weights import read_config
 
   shard = _shard(args)
@@ -35,7 +35,7 @@ def cmd_index_build(args) -> int:
   stats = build_gallery(
       args.images_dir,
       args.index,
-      describer=Describer(descriptor),
+      describer=Describer(descriptor, thumbnail_weight=thumbnail_weight(args.descriptor)),
       descriptor_name=args.descriptor,
       thumb_size=thumb,
       backend=args.backend,

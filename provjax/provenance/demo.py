@@ -21,7 +21,7 @@ from provjax.data import photos, splits
 from provjax.data.images import read_image
 from provjax.provenance import evaluate
 from provjax.provenance.build import build_gallery
-from provjax.provenance.engine import Describer, Engine, Fusion
+from provjax.provenance.engine import Describer, Engine, Fusion, thumbnail_weight
 from provjax.provenance.gallery import Gallery
 from provjax.provenance.report import write_query_outputs
 from provjax.retrieval.metadata import sha256_file
@@ -83,7 +83,7 @@ def run_demo(
   stats = build_gallery(
       out / "gallery",
       out / "index",
-      describer=Describer(desc_model),
+      describer=Describer(desc_model, thumbnail_weight=thumbnail_weight(descriptor)),
       descriptor_name=descriptor,
       thumb_size=thumb,
   )

@@ -31,14 +31,17 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from provjax import compile_options
+from provjax import compile_options, weights
 from provjax.models import resnet
 from provjax.provenance.gallery import Gallery
+from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
 from provjax.tasks.losses import l2_normalize
 from provjax.viz.overlay import resize, resize_map
 
 VERDICTS = ("benign", "manipulated", "distinct")
 _MIN_P = 1e-6  # P(related) floor: float32 probabilities resolve no finer near 1
+DESCRIPTOR_DIM = 256  # every SImProv descriptor's output (specs/simprov.md)
+THUMBNAIL_DIM = 256  # the 16 x 16 thumbnail reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +84,24 @@ class QueryResult:
   best_thumb: np.ndarray  # thumbnail of the best candidate (for pictures)
 
 
-class Describer:
-  """Full-size RGB images -> L2-normalised descriptors, in fixed-shape batches."""
+def thumbnail_weight(descriptor_name: str) -> float:
+  """The thumbnail's share of search similarity stored with released descriptor weights (0: none)."""
+  return float(weights.read_config(descriptor_name).get("thumbnail_weight", 0.0))
 
-  def __init__(self, model, batch: int = 32):
+
+class Describer:
+  """Full-size RGB images -> L2-normalised search vectors, in fixed-shape batches.
+
+  With `thumbnail_weight` w > 0 each vector is the descriptor joined with the
+  16 x 16 thumbnail reference (`retrieval.thumbnail.with_thumbnail`): cosine
+  = (1 - w) descriptor cosine + w thumbnail cosine, 512-d. A gallery records
+  the w it was built with, and its queries are described with the same.
+  """
+
+  def __init__(self, model, batch: int = 32, thumbnail_weight: float = 0.0):
     self.size, self.batch = int(model.image_size), batch
+    self.thumbnail_weight = float(thumbnail_weight)
+    self.dim = DESCRIPTOR_DIM + (THUMBNAIL_DIM if self.thumbnail_weight else 0)
     graphdef, self._state = nnx.split(resnet.fold_batch_norm(model))
     self._embed = embed_fn(graphdef)
 
@@ -98,8 +114,13 @@ class Describer:
       chunk = np.zeros((_bucket(len(part), self.batch), s, s, 3), np.uint8)
       for n, img in enumerate(part):
         chunk[n] = img if img.shape[:2] == (s, s) else resize(img, s, s)
-      out.append(np.asarray(self._embed(self._state, chunk))[: len(part)])
-    return np.concatenate(out) if out else np.zeros((0, 256), np.float32)
+      vectors = np.asarray(self._embed(self._state, chunk))[: len(part)]
+      if self.thumbnail_weight:
+        # From the same s x s copies on both sides: `index build` only keeps those.
+        thumbs = thumbnail(list(chunk[: len(part)]))
+        vectors = with_thumbnail(vectors, thumbs, self.thumbnail_weight)
+      out.append(vectors)
+    return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
 def _bucket(n: int, cap: int) -> int:
@@ -174,7 +195,9 @@ class Engine:
     # takes the best of k candidates, which is biased high, so released
     # weights carry a threshold calibrated on held-back queries (config.json).
     self.fusion = fusion
-    self.describe = Describer(descriptor)
+    self.describe = Describer(
+        descriptor, thumbnail_weight=gallery.info.get("thumbnail_weight", 0.0)
+    )
     self.cmp_size = int(comparator.image_size)
     if gallery.info["thumb_size"] != self.cmp_size:
       raise ValueError(

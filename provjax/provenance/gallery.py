@@ -86,10 +86,13 @@ class Gallery:
       descriptor: str,
       backend: str = "scann",
       shard: tuple[int, int] | None = None,
+      thumbnail_weight: float = 0.0,
   ) -> "Gallery":
     info = {"dim": dim, "thumb_size": thumb_size, "descriptor": descriptor, "backend": backend}
     if shard is not None:
       info["shard"] = list(shard)
+    if thumbnail_weight:  # the search vectors' thumbnail share (engine.Describer)
+      info["thumbnail_weight"] = float(thumbnail_weight)
     return cls(directory, Index(dim, backend=backend), info)
 
   @classmethod

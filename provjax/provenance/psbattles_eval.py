@@ -214,6 +214,7 @@ def build_gallery(directory, source, pairs: list[int], describer, thumb_size: in
           thumb_size=thumb_size,
           descriptor=BENCHMARK,
           backend="exact",
+          thumbnail_weight=describer.thumbnail_weight,
       )
     paths = [_field(r, "original_path") for r in part]
     gallery.add(vectors, np.stack([s[1] for s in small]), paths, [None] * len(part))
@@ -236,8 +237,20 @@ def run_queries(engine, source, truth: list[int], boxes: dict, bar) -> list[dict
   return rows
 
 
-def evaluate(source, descriptor, comparator, *, fusion, k: int, limit, boxes, progress=False):
-  """The report's figures for the first `limit` pairs of `source` (all when None)."""
+def evaluate(
+    source,
+    descriptor,
+    comparator,
+    *,
+    fusion,
+    k: int,
+    limit,
+    boxes,
+    progress=False,
+    thumbnail_weight: float = 0.0,
+):
+  """The report's figures for the first `limit` pairs of `source` (all when None);
+  `thumbnail_weight` is the descriptor release's search mix (engine.Describer)."""
   from tqdm import tqdm
 
   from provjax.provenance.engine import Describer, Engine
@@ -250,7 +263,8 @@ def evaluate(source, descriptor, comparator, *, fusion, k: int, limit, boxes, pr
   size = int(comparator.image_size)  # the engine compares thumbnails at its input size
   with tempfile.TemporaryDirectory() as tmp:
     with bar(len(first), "gallery") as b:
-      gallery = build_gallery(tmp, source, first, Describer(descriptor), size, b)
+      describer = Describer(descriptor, thumbnail_weight=thumbnail_weight)
+      gallery = build_gallery(tmp, source, first, describer, size, b)
     engine = Engine(gallery, descriptor, comparator, k=k, fusion=fusion)
     with bar(count, "queries") as b:
       rows = run_queries(engine, source, truth, boxes, b)
@@ -281,7 +295,7 @@ def cmd_eval_psbattles(args) -> int:
   import provjax
   from provjax import results
   from provjax.data import psbattles
-  from provjax.provenance.engine import Fusion
+  from provjax.provenance.engine import Fusion, thumbnail_weight
   from provjax.weights import read_config
 
   get = lambda dest: getattr(args, dest)
@@ -304,6 +318,7 @@ def cmd_eval_psbattles(args) -> int:
       limit=get("limit"),
       boxes=boxes,
       progress=not getattr(args, "no_progress", False),
+      thumbnail_weight=thumbnail_weight(model),
   )
   report = {
       "benchmark": BENCHMARK,

@@ -263,3 +263,93 @@ def main(argv=None) -> None:
       baseline=args.baseline,
   )
   print(json.dumps(out, indent=1, default=float))
+
+
+def release_search_mix(descriptor: str, comparator: str, tag: str, photo_dir=None) -> dict:
+  """Released descriptor weights again as `simprov.<tag>`, searching with a thumbnail share.
+
+  The share is chosen on the validation split (`benchmark.choose_thumbnail_weight`,
+  with `photo_dir`'s test photographs when given); the card holds that choice
+  and the held-back benchmark of both searches beside `comparator` at its
+  stored operating point. The weights are the same bit for bit.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  stored = weights.read_config(descriptor)
+  model, config = provjax.load(descriptor), ml_collections.ConfigDict(stored["train_config"])
+  choice = benchmark.choose_thumbnail_weight(model, photo_dir=photo_dir)
+  w = choice["weight"]
+  fusion = Fusion.from_config(weights.read_config(comparator))
+  cmp_model = provjax.load(comparator)
+  bench = benchmark.run(model, cmp_model, fusion=fusion, thumbnail_weight=w)
+  before = benchmark.run(model, cmp_model, fusion=fusion)
+  name = f"simprov.{tag}"
+  tables = benchmark_tables(bench, before, f"{descriptor} alone")
+  tables["Thumbnail share chosen on the validation split"] = (
+      f"Search recall@1 of {choice['originals']} validation originals among distractors, one "
+      "query per benign family and a manipulated copy each; the best mean is released.",
+      choice["rows"],
+  )
+  card = cards.Card(
+      name=name,
+      summary=(
+          f"The weights of `{descriptor}`, searching with the 16 x 16 grayscale thumbnail "
+          "reference mixed into every similarity: cosine = (1 - w) descriptor cosine + w "
+          "thumbnail cosine (512-d search vectors, `thumbnail_weight` in config.json). The "
+          "learned descriptor keeps geometric edits and the thumbnail photometric ones."
+      ),
+      arch=stored["arch"],
+      config_spec=stored.get("config", ""),
+      config=as_dict(config),
+      steps=int(stored["steps"]),
+      data=data_description(config),
+      metrics={
+          "Search mix (validation split)": {"thumbnail share": w},
+          "Benchmark setup": {
+              "gallery images": bench["gallery"],
+              "originals": bench["originals"],
+              "k (re-ranked)": bench["k"],
+          },
+      },
+      tables=tables,
+      findings=findings_of_mix(bench, before, comparator),
+  )
+  weights.export(
+      model,
+      name,
+      arch=stored["arch"],
+      overrides=stored.get("overrides", {}),
+      preprocessing=stored["preprocessing"],
+      card=card,
+      extra={
+          "config": stored.get("config", ""),
+          "steps": stored["steps"],
+          "train_config": stored["train_config"],
+          "weights_of": descriptor,
+          "thumbnail_weight": w,
+      },
+  )
+  return {"choice": choice, "benchmark": bench, "before": before}
+
+
+def findings_of_mix(bench: dict, before: dict, comparator: str) -> list[str]:
+  """Which families and query kinds the thumbnail share helps or hurts, from the figures."""
+  gained = [f for f, v in bench["families"].items() if v["R@1"] > before["families"][f]["R@1"]]
+  lost = [f for f, v in bench["families"].items() if v["R@1"] < before["families"][f]["R@1"]]
+  out = [
+      "Families whose search R@1 rises with the thumbnail share: "
+      + (", ".join(gained) or "none")
+      + "; falls: "
+      + (", ".join(lost) or "none")
+      + "."
+  ]
+  old = {r["queries"]: r for r in before["table"]}
+  for row in bench["table"]:
+    if "search R@1" in row:
+      prev = old[row["queries"]]
+      out.append(
+          f"{row['queries']} queries with `{comparator}`: search R@1 "
+          f"{cards.fmt(prev['search R@1'])} -> {cards.fmt(row['search R@1'])}, re-ranked "
+          f"{cards.fmt(prev['re-ranked R@1'])} -> {cards.fmt(row['re-ranked R@1'])}."
+      )
+  return out
