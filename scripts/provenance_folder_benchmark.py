@@ -10,8 +10,9 @@ images of the "distractors" split fill the gallery. Each pair of released
 models is run through `provenance.benchmark.run_images` on the same images and
 queries (the end-to-end table per query kind, and search recall@1 per benign
 family beside the 16 x 16 thumbnail reference), at the comparator's stored
-operating point. Photographs that a model trained on make its figures
-optimistic: use a folder no training run saw. `--heldout` runs the model
+operating point and with the descriptor's stored search mix. Photographs
+that a model trained on make its figures optimistic: use a folder no
+training run saw. `--heldout` runs the model
 cards' held-back synthetic benchmark instead (`provenance.benchmark.run`:
 100 originals among 1,000 distractors), e.g. for a pair no card measured.
 """
@@ -27,7 +28,7 @@ import provjax
 from provjax.data import folder, splits
 from provjax.data.images import ImageError, read_image
 from provjax.provenance import benchmark
-from provjax.provenance.engine import Fusion
+from provjax.provenance.engine import Fusion, thumbnail_weight
 from provjax.provenance.evaluate import format_table
 from provjax.viz.overlay import resize
 from provjax.weights import read_config
@@ -73,14 +74,17 @@ def main(argv=None) -> None:
     report = {"folder": "held-back synthetic benchmark (the cards')"}
   for pair in args.models:
     desc, cmp = pair.split(",")
-    fusion = Fusion.from_config(read_config(cmp))
+    # Each release's stored operating point and search mix.
+    stored = dict(
+        fusion=Fusion.from_config(read_config(cmp)), thumbnail_weight=thumbnail_weight(desc)
+    )
     models = provjax.load(desc), provjax.load(cmp)
     if args.folder:
       out = benchmark.run_images(
-          *models, images, len(originals), k=args.k, seed=args.seed, fusion=fusion
+          *models, images, len(originals), k=args.k, seed=args.seed, **stored
       )
     else:
-      out = benchmark.run(*models, k=args.k, fusion=fusion)
+      out = benchmark.run(*models, k=args.k, **stored)
     report[pair] = out
     print(f"== {pair}\n{format_table(out['table'])}")
     for family, v in out["families"].items():
