@@ -173,7 +173,10 @@ TABLES = (
                 split="*",
             ),
         ),
-        note="method = descriptor / score normalisation / query crops / matcher re-scores",
+        note=(
+            "method = descriptor / score normalisation / query crops / matcher re-scores"
+            " (/ thumbnail share, from copynce.synth-v2)"
+        ),
     ),
     Table(
         name="attribution",

@@ -39,7 +39,13 @@ def main(argv=None) -> int:
     if (arch, tag) in have:
       print(f"{name}: already recorded", file=sys.stderr)
       continue
-    command = f"python {RELEASED_BY[arch]} (figures of checkpoints/{name}/model_card.md)"
+    # A re-release of other weights with a new search mix has its own script.
+    script = (
+        "scripts/release_simprov_search_mix.py"
+        if "weights_of" in weights.read_config(name)
+        else RELEASED_BY[arch]
+    )
+    command = f"python {script} (figures of checkpoints/{name}/model_card.md)"
     benchmark, rows, ctx = results.card_rows(name, command)
     path = results.append(benchmark, rows, folder=args.results, **ctx)
     print(f"{name}: {len(rows)} rows -> {path}", file=sys.stderr)

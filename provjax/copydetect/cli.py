@@ -13,7 +13,7 @@ import sys
 
 from provjax.data.images import failure_line
 
-DEFAULT_MODEL = "copynce.synth-v1"
+DEFAULT_MODEL = "copynce.synth-v2"
 
 EPILOG = """\
 Writes the official ISC2021 prediction CSV (query_id,reference_id,score;
