@@ -265,7 +265,8 @@ def copy_references(detector, model: str, gallery, cache: Path, *, progress: boo
   from tqdm import tqdm
 
   entries = gallery_entries(gallery)
-  key = _refs_key(model, entries)
+  # The thumbnail share changes every vector (`Protocol.thumbnail_weight`).
+  key = _refs_key(f"{model} thumbnail share {detector.protocol.thumbnail_weight}", entries)
   if cache.is_file():
     with np.load(cache) as z:
       if str(z["key"]) == key:

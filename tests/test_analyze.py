@@ -17,6 +17,7 @@ import pytest
 from skimage import data
 
 from provjax import analyze, cli
+from provjax.copydetect.cli import DEFAULT_MODEL
 from provjax.copydetect.detector import CopyDetector
 from provjax.provenance.gallery import Gallery
 from provjax.viz.overlay import resize
@@ -118,12 +119,15 @@ def test_copy_descriptors_are_cached_and_rebuilt_when_the_gallery_changes(
   _, _, out = with_gallery
   cache = out / analyze.COPY_REFS
   assert cache.is_file()
-  detector = CopyDetector.load("copynce.synth-v1", matcher="", score_norm="none", pcaw=0)
+  detector = CopyDetector.load(DEFAULT_MODEL, matcher="", score_norm="none", pcaw=0)
   gallery = Gallery.open(photos / "gallery")
   read = []
   monkeypatch.setattr(analyze, "_read_original", lambda p, s: read.append(p))
-  refs = analyze.copy_references(detector, "copynce.synth-v1", gallery, cache, progress=False)
+  refs = analyze.copy_references(detector, DEFAULT_MODEL, gallery, cache, progress=False)
   assert not read and len(refs["ids"]) == 3  # the cache was current: no original read
+  detector.protocol.thumbnail_weight = 0.0  # other vectors: the cache is not current for them
+  refs = analyze.copy_references(detector, DEFAULT_MODEL, gallery, cache, progress=False)
+  assert len(read) == 3
   monkeypatch.undo()
   (photos / "db" / "chelsea.png").unlink()  # gone since indexing: skipped, not described
   refs = analyze.copy_references(detector, "another.model", gallery, cache, progress=False)

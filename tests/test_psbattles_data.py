@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 from provjax import cli, results, transforms
 from provjax.data import psbattles, splits
 from provjax.provenance import psbattles_eval
+from provjax.provenance.cli import DEFAULT_DESCRIPTOR
 
 HEADER = "original,photoshop\n"
 SIZE = 96
@@ -158,7 +159,7 @@ def test_eval_cli_end_to_end_on_the_released_models(release, tmp_path, capsys, r
   )
   report, _ = _eval(release, tmp_path, capsys, "--boxes", str(boxes))
   assert report["benchmark"] == "psbattles" and report["split"] == "test"
-  assert report["model"] == "simprov.synth-v3"
+  assert report["model"] == DEFAULT_DESCRIPTOR
   assert report["comparator"] == "simprov_comparator.synth-v2"
   assert (report["pairs"], report["originals"], report["k"]) == (4, 3, 4)
   for stage in ("search", "re-ranked"):
@@ -171,7 +172,9 @@ def test_eval_cli_end_to_end_on_the_released_models(release, tmp_path, capsys, r
   rows = results.read(results_dir, "psbattles")
   metrics = {row["metric"]: row["value"] for row in rows}
   assert {row["model"] for row in rows} == {"simprov"}
-  assert {row["tag"] for row in rows} == {"synth-v3"} and {row["split"] for row in rows} == {"test"}
+  assert {row["tag"] for row in rows} == {DEFAULT_DESCRIPTOR.split(".", 1)[1]} and {
+      row["split"] for row in rows
+  } == {"test"}
   assert metrics["search R@1"] == report["search R@1"] and metrics["pairs"] == 4
   cmp = "simprov_comparator.synth-v2"
   assert metrics[f"{cmp}/re-ranked R@1"] == report["re-ranked R@1"]

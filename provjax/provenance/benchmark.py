@@ -256,6 +256,8 @@ def choose_thumbnail_weight(
         name: float(np.mean(np.argmax(describe(q) @ gallery.T, axis=1) == np.arange(n_originals)))
         for name, q in queries.items()
     }
-    rows.append({"thumbnail share": w, "mean R@1": float(np.mean(list(recall.values()))), **recall})
-  best = max(rows, key=lambda r: r["mean R@1"])  # first of equals: the smaller share
-  return {"weight": best["thumbnail share"], "rows": rows, "originals": n_originals}
+    mean = float(np.mean(list(recall.values())))
+    # The share as a label: a card's first column names its row.
+    rows.append({"thumbnail share": f"w = {w}", "mean R@1": mean, **recall})
+  best = int(np.argmax([r["mean R@1"] for r in rows]))  # first of equals: the smaller share
+  return {"weight": THUMBNAIL_WEIGHTS[best], "rows": rows, "originals": n_originals}

@@ -13,7 +13,7 @@ from provjax.data.images import failure_line
 # The default pair is the one that did best on held-out real photographs: the
 # synth-v3 descriptor finds more originals, and the synth-v2 comparator
 # re-ranks them better there than synth-v3's (README, "Released weights").
-DEFAULT_DESCRIPTOR = "simprov.synth-v3"
+DEFAULT_DESCRIPTOR = "simprov.synth-v3-mix"
 DEFAULT_COMPARATOR = "simprov_comparator.synth-v2"
 
 

@@ -286,17 +286,18 @@ def release_search_mix(descriptor: str, comparator: str, tag: str, photo_dir=Non
   name = f"simprov.{tag}"
   tables = benchmark_tables(bench, before, f"{descriptor} alone")
   tables["Thumbnail share chosen on the validation split"] = (
-      f"Search recall@1 of {choice['originals']} validation originals among distractors, one "
-      "query per benign family and a manipulated copy each; the best mean is released.",
+      "Search recall@1 of the validation originals among distractors, one query per benign "
+      "family and a manipulated copy each; the best mean is released.",
       choice["rows"],
   )
   card = cards.Card(
       name=name,
       summary=(
-          f"The weights of `{descriptor}`, searching with the 16 x 16 grayscale thumbnail "
-          "reference mixed into every similarity: cosine = (1 - w) descriptor cosine + w "
-          "thumbnail cosine (512-d search vectors, `thumbnail_weight` in config.json). The "
-          "learned descriptor keeps geometric edits and the thumbnail photometric ones."
+          f"The weights of `{descriptor}`, searching with the grayscale thumbnail reference "
+          "mixed into every similarity: cosine = (1 - w) descriptor cosine + w thumbnail "
+          "cosine (search vectors join both, `thumbnail_weight` in config.json). The "
+          "learned descriptor keeps geometric edits and the thumbnail photometric ones. The "
+          f"end-to-end tables pair it with `{comparator}` at that release's operating point."
       ),
       arch=stored["arch"],
       config_spec=stored.get("config", ""),
@@ -304,7 +305,10 @@ def release_search_mix(descriptor: str, comparator: str, tag: str, photo_dir=Non
       steps=int(stored["steps"]),
       data=data_description(config),
       metrics={
-          "Search mix (validation split)": {"thumbnail share": w},
+          "Search mix (validation split)": {
+              "thumbnail share": w,
+              "validation originals": choice["originals"],
+          },
           "Benchmark setup": {
               "gallery images": bench["gallery"],
               "originals": bench["originals"],
