@@ -10,7 +10,10 @@ hard-negative mining). `quick` is a two-step smoke run.
 
 Last run (released as copynce_matcher.synth-v1): 600 steps of 32 pairs, same photo folder; val
 µAP 0.003 with every pair scored: it did not learn, and re-scoring the descriptor's top 10 lowers
-test µAP to 0.05, so the released protocol does not use it.
+test µAP to 0.05, so the released protocol does not use it. Tried since (not released): the
+shared encoder initialised from copynce.synth-v2's (`init_from` {"source": "copynce.synth-v2",
+"from": "encoder", "to": "model/encoder"}), batch 64: train BCE 0.69 -> 0.44 by step 300
+(2.2 s a step), but val µAP 0.001 and R@1 0.04 with every pair scored, so it was stopped.
 """
 
 import ml_collections
