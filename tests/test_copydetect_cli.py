@@ -76,6 +76,19 @@ def test_thumbnail_reference_writes_the_official_csv_and_skips_a_bad_file(folder
   assert 0.0 < metrics["micro_ap"] <= 1.0
 
 
+def test_descriptor_files_wider_than_the_track_are_flagged(folders, capsys):
+  argv = ["copydetect", "--queries", str(folders["queries"]), "--refs", str(folders["refs"])]
+  argv += ["--out", str(folders["root"] / "p.csv"), "--no-progress"]
+  for share, dim in ((None, 512), ("0", 256)):  # the default's share (0.5), then none
+    desc = folders["root"] / f"desc-{dim}"
+    extra = ["--descriptors", str(desc)] + (["--thumbnail-weight", share] if share else [])
+    cli.main(argv + extra)
+    err = capsys.readouterr().err
+    _, vectors = isc_io.read_descriptors(desc / "reference_descriptors.hdf5")
+    assert vectors.shape[1] == dim
+    assert ("descriptor track allows 256" in err) == (dim > 256), err
+
+
 def test_bad_arguments_exit_2(folders, capsys):
   missing = str(folders["root"] / "nowhere")
   argv = ["copydetect", "--queries", missing, "--refs", str(folders["refs"])]

@@ -14,6 +14,7 @@ import sys
 from provjax.data.images import failure_line
 
 DEFAULT_MODEL = "copynce.synth-v2"
+TRACK_DIM = 256  # the most dimensions DISC21's descriptor track accepts
 
 EPILOG = """\
 Writes the official ISC2021 prediction CSV (query_id,reference_id,score;
@@ -141,6 +142,13 @@ def cmd_copydetect(args) -> int:
   if not q["ids"] or not r["ids"]:
     raise ValueError("no readable query or reference image")
   if args.descriptors:
+    dim = q["vectors"].shape[1]
+    if dim > TRACK_DIM:
+      print(
+          f"provjax copydetect: the descriptors written are {dim}-d (the thumbnail share joins "
+          f"two vectors); DISC21's descriptor track allows {TRACK_DIM}: add --thumbnail-weight 0",
+          file=sys.stderr,
+      )
     os.makedirs(args.descriptors, exist_ok=True)
     for kind, got in found.items():
       path = os.path.join(args.descriptors, f"{kind}_descriptors.hdf5")
