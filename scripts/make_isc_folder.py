@@ -101,7 +101,9 @@ def score(folder: str, preds: str) -> dict:
 
 
 def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   sub = p.add_subparsers(dest="mode", required=True)
   m = sub.add_parser("make", help="write refs/, queries/, background/, gt.csv, families.csv")
   m.add_argument("photos")

@@ -12,9 +12,9 @@ queries (the end-to-end table per query kind, and search recall@1 per benign
 family beside the 16 x 16 thumbnail reference), at the comparator's stored
 operating point and with the descriptor's stored search mix. Photographs
 that a model trained on make its figures optimistic: use a folder no
-training run saw. `--heldout` runs the model
-cards' held-back synthetic benchmark instead (`provenance.benchmark.run`:
-100 originals among 1,000 distractors), e.g. for a pair no card measured.
+training run saw. `--heldout` runs the model cards' held-back synthetic
+benchmark instead (`provenance.benchmark.run`: 100 originals among 1,000
+distractors), e.g. for a pair no card measured.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from provjax.data import synthetic
 from provjax.provenance import evaluate
 from provjax.provenance.engine import Describer, Engine, Fusion
 from provjax.provenance.gallery import Gallery
-from provjax.retrieval.thumbnail import thumbnail
+from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
 from provjax.viz.overlay import resize
 
 
@@ -248,13 +248,18 @@ def choose_thumbnail_weight(
     queries[family] = [op(transforms.identity(im), rng).image for im in images[:n_originals]]
   made = evaluate.make_queries(list(enumerate(images[:n_originals])), rng)
   queries["manipulated"] = [q.edit.image for q in made if q.kind == "manipulated"]
+  # Each share only mixes the same two parts: describe once, mix per share.
+  describe = Describer(descriptor)
+  gallery = describe.parts(images)
+  described = {name: describe.parts(q) for name, q in queries.items()}
   rows = []
   for w in THUMBNAIL_WEIGHTS:
-    describe = Describer(descriptor, thumbnail_weight=w)
-    gallery = describe(images)
+    mixed = with_thumbnail(*gallery, w)
     recall = {
-        name: float(np.mean(np.argmax(describe(q) @ gallery.T, axis=1) == np.arange(n_originals)))
-        for name, q in queries.items()
+        name: float(
+            np.mean(np.argmax(with_thumbnail(*q, w) @ mixed.T, axis=1) == np.arange(n_originals))
+        )
+        for name, q in described.items()
     }
     mean = float(np.mean(list(recall.values())))
     # The share as a label: a card's first column names its row.

@@ -10,9 +10,10 @@ import sys
 
 from provjax.data.images import failure_line
 
-# The default pair is the one that did best on held-out real photographs: the
-# synth-v3 descriptor finds more originals, and the synth-v2 comparator
-# re-ranks them better there than synth-v3's (README, "Released weights").
+# The default pair did best on held-out real photographs: the synth-v3 descriptor
+# searching with a thumbnail share (synth-v3-mix) finds more originals, and the
+# synth-v2 comparator re-ranks them better there than synth-v3's (README,
+# "Released weights").
 DEFAULT_DESCRIPTOR = "simprov.synth-v3-mix"
 DEFAULT_COMPARATOR = "simprov_comparator.synth-v2"
 

@@ -106,7 +106,12 @@ class Describer:
     self._embed = embed_fn(graphdef)
 
   def __call__(self, images: list[np.ndarray]) -> np.ndarray:
-    s, out = self.size, []
+    vectors, thumbs = self.parts(images, thumbs=bool(self.thumbnail_weight))
+    return with_thumbnail(vectors, thumbs, self.thumbnail_weight)
+
+  def parts(self, images: list[np.ndarray], thumbs: bool = True):
+    """(descriptors [N, 256], thumbnails [N, 256] or None when not asked), before mixing."""
+    s, vectors, small = self.size, [], []
     for i in range(0, len(images), self.batch):
       part = images[i : i + self.batch]
       # Pad to a power of two: few static shapes to compile, and a single
@@ -114,13 +119,14 @@ class Describer:
       chunk = np.zeros((_bucket(len(part), self.batch), s, s, 3), np.uint8)
       for n, img in enumerate(part):
         chunk[n] = img if img.shape[:2] == (s, s) else resize(img, s, s)
-      vectors = np.asarray(self._embed(self._state, chunk))[: len(part)]
-      if self.thumbnail_weight:
+      vectors.append(np.asarray(self._embed(self._state, chunk))[: len(part)])
+      if thumbs:
         # From the same s x s copies on both sides: `index build` only keeps those.
-        thumbs = thumbnail(list(chunk[: len(part)]))
-        vectors = with_thumbnail(vectors, thumbs, self.thumbnail_weight)
-      out.append(vectors)
-    return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        small.append(thumbnail(list(chunk[: len(part)])))
+    if not vectors:
+      empty = np.zeros((0, DESCRIPTOR_DIM), np.float32)
+      return empty, (np.zeros((0, THUMBNAIL_DIM), np.float32) if thumbs else None)
+    return np.concatenate(vectors), (np.concatenate(small) if thumbs else None)
 
 
 def _bucket(n: int, cap: int) -> int:

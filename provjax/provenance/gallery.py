@@ -167,8 +167,8 @@ class Gallery:
     result = self.index.add(ids, vectors, paths=paths, sha256s=sha256s)
     keep = np.isin(ids, result.added)
     if keep.any():
-      kept = thumbs[keep]
-      written = _write_chunk(self.directory / "thumbs", ids[keep], kept.shape, [kept])
+      s = self.info["thumb_size"]
+      written = _write_chunk(self.directory / "thumbs", ids[keep], s, [thumbs[keep]])
       self._register(*_read_chunk(written))
       self._list(written, int(keep.sum()))
     return result.added
@@ -220,7 +220,7 @@ class Gallery:
     old_files = sorted(thumbs_dir.glob("chunk-*"))
     s = self.info["thumb_size"]
     blocks = (self.thumbs(live[i : i + WRITE_BLOCK]) for i in range(0, len(live), WRITE_BLOCK))
-    kept = _write_chunk(thumbs_dir, live, (len(live), s, s, 3), blocks) if len(live) else None
+    kept = _write_chunk(thumbs_dir, live, s, blocks) if len(live) else None
     self.index = self.index.compact()
     self._listed = {}
     if kept is not None:
@@ -288,11 +288,11 @@ def _check_size(path: Path, expected: int) -> None:
 WRITE_BLOCK = 4096
 
 
-def _write_chunk(folder: Path, ids: np.ndarray, shape: tuple, blocks) -> Path:
+def _write_chunk(folder: Path, ids: np.ndarray, side: int, blocks) -> Path:
   """One thumbnail chunk under a fresh name (never overwrites one); returns its ids file.
 
-  `blocks` yields the thumbnails of `ids` in order, in arrays of any length;
-  they fill a memory-mapped .npy file of `shape`, so only one block is in
+  `blocks` yields the side x side thumbnails of `ids` in order, in arrays of
+  any length; they fill a memory-mapped .npy file, so only one block is in
   memory at a time. The thumbnails are written first and the ids last: a
   chunk whose ids file exists is complete.
   """
@@ -301,7 +301,8 @@ def _write_chunk(folder: Path, ids: np.ndarray, shape: tuple, blocks) -> Path:
   while (folder / (stem + _IDS)).exists():
     stem = f"chunk-{time.time_ns():020d}"
   tmp = folder / f".tmp-{stem}{_THUMBS}"  # outside the chunk-* pattern until complete
-  out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=tuple(shape))
+  shape = (len(ids), side, side, 3)
+  out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
   start = 0
   for block in blocks:
     out[start : start + len(block)] = block
