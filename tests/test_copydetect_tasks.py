@@ -54,12 +54,39 @@ def test_a_pair_carries_exact_overlaps(data_dir):
   # A non-copy of the matcher has no traced pixel: all mass in the dummy bin.
   rng = np.random.default_rng(3)
   kinds = [
-      matcher_task.make_pair(source[0], rng, donors=donors, size=64, patch=8, positive_rate=0.5)
+      matcher_task.make_pair(
+          source[0], rng, donors=donors, size=64, patch=8, positive_rate=0.5, references=source
+      )
       for _ in range(12)
   ]
   negatives = [p for p in kinds if p["label"] == 0.0]
   assert negatives and all(np.all(p["overlap_qr"][:, -1] == 1.0) for p in negatives)
   assert any(p["label"] == 1.0 for p in kinds)
+
+
+def test_matcher_non_copies_give_no_shortcut(data_dir):
+  """A non-copy's reference is another train image made exactly as a copy's reference is
+  (a reference from the overlays' donor pool, or resampled another way, tells the answer)."""
+  config = _quick("matcher", data_dir)
+  source = copy_data.source(config, "train")
+  donors = copy_data.donors(config)
+  clean = lambda i: matcher_task.make_pair(
+      source[i],
+      np.random.default_rng(0),
+      donors=donors,
+      size=64,
+      patch=8,
+      positive_rate=1.0,
+      references=source,
+  )["reference"]
+  copy_refs = [clean(i).tobytes() for i in range(len(source))]
+  rng = np.random.default_rng(5)
+  for _ in range(8):
+    pair = matcher_task.make_pair(
+        source[0], rng, donors=donors, size=64, patch=8, positive_rate=0.0, references=source
+    )
+    ref = pair["reference"].tobytes()
+    assert ref in copy_refs[1:]
 
 
 def _train(name, data_dir, workdir):

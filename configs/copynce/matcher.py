@@ -14,6 +14,17 @@ test µAP to 0.05, so the released protocol does not use it. Tried since (not re
 shared encoder initialised from copynce.synth-v2's (`init_from` {"source": "copynce.synth-v2",
 "from": "encoder", "to": "model/encoder"}), batch 64: train BCE 0.69 -> 0.44 by step 300
 (2.2 s a step), but val µAP 0.001 and R@1 0.04 with every pair scored, so it was stopped.
+
+Why: both runs drew a non-copy's reference from the 64-image donor pool of the overlays and
+resampled it unlike a copy's reference (mean difference 3.5 grey levels at 64 px), so "is this
+reference a donor" answered the question on train pairs and on no held-back pair. Non-copy
+references now come from the whole train split, made as a copy's reference is
+(provjax/tasks/copynce_matcher.py; tests/test_copydetect_tasks.py). Re-run the same way for
+300 steps: train BCE stays near the 30 % base rate's 0.61 (0.47 to 0.64), and on balanced
+pairs the step-250 checkpoint reaches ROC AUC 0.73 on fresh training pairs and 0.68 on val
+pairs (a copy against its reference or a random one), so it now learns what generalises, but
+slowly: val µAP 0.003 with every pair scored. Not released; it needs far longer training
+(or hard negatives) before it can re-score the descriptor's candidates.
 """
 
 import ml_collections

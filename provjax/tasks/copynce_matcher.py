@@ -6,6 +6,12 @@ query view, a non-copy pairs the query view with another image of the split.
 Loss = BCE(logit) + w_copynce * CopyNCE(fused tokens, gamma 1) over the copies.
 Hard negatives from a descriptor's kNN (the paper's p = 0.5) are not mined
 here: non-copies are random images of the train split.
+
+A non-copy's reference is drawn from the whole train split and made exactly
+as a copy's reference is (`transforms.to_size` of the clean image). Drawing
+it from the small donor pool of the overlays, or resampling it another way,
+hands the classifier a shortcut ("this reference is a donor") that no
+held-back pair has: train BCE then falls while held-back µAP stays at zero.
 """
 
 from __future__ import annotations
@@ -40,23 +46,37 @@ def create_model(config, rngs: nnx.Rngs):
   return registry.create_model(config.model.name, rngs=rngs, **config.model.get("overrides", {}))
 
 
-def make_pair(record, rng, *, donors, size: int, patch: int, positive_rate: float) -> dict:
+def make_pair(
+    record, rng, *, donors, size: int, patch: int, positive_rate: float, references
+) -> dict:
+  """A copy (p = positive_rate) or a non-copy pair for `record`.
+
+  `references`: the random-access train split that non-copy references come from.
+  """
   image = read_image(bytes(record["image"]), name=f"record {record.get('id')}")
   if rng.random() < positive_rate:
     return {
         **copy_data.copy_pair(image, rng, donors=donors, size=size, patch=patch),
         "label": np.float32(1.0),
     }
-  other = donors[int(rng.integers(len(donors)))]
+  other = _other_image(references, record, rng)
   query = copy_recipe.copy_view(transforms.identity(image), rng, donors=donors, size=size)
   empty = copy_data.no_overlap(size, patch)
   return {
       "query": query.image,
-      "reference": copy_data.square(other, size),
+      "reference": transforms.to_size(transforms.identity(other), size).image,
       "overlap_qr": empty,
       "overlap_rq": empty,
       "label": np.float32(0.0),
   }
+
+
+def _other_image(references, record, rng) -> np.ndarray:
+  """A random image of `references` other than `record`'s own."""
+  while True:
+    other = references[int(rng.integers(len(references)))]
+    if other.get("id") != record.get("id") or len(references) == 1:
+      return read_image(bytes(other["image"]), name=f"record {other.get('id')}")
 
 
 def train_data(config, *, start_step: int = 0):
@@ -66,6 +86,7 @@ def train_data(config, *, start_step: int = 0):
       start_step=start_step,
       patch=config.data.patch,
       positive_rate=config.data.positive_rate,
+      references=copy_data.source(config, "train"),
   )
 
 
