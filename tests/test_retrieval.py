@@ -87,10 +87,42 @@ def test_scann_recall_on_clustered_data(clustered, scann_index):
   db, queries = clustered
   _, found = scann_index.search(queries, 10)
   assert scann_index.params["mode"] == "tree_ah"
+  assert scann_index.params["calibration"]["recall_at_10"] >= 0.99  # the default is calibrated
   ref = Index(32, backend="exact")
   ref.add(scann_index.ids, db)
   _, true = ref.search(queries, 10)
   assert recall_at_k(found, true, 10) >= 0.95
+
+
+def test_calibration_searches_enough_leaves(clustered):
+  """Too few leaves searched: calibration raises the count until the searcher's own rows find
+  their 10 nearest others at recall 0.99; fresh noisy queries then agree with exact search."""
+  from provjax.retrieval import scann_backend
+
+  db, queries = clustered
+  params = dict(scann_params(len(db)), num_leaves=200, leaves_to_search=1)
+  searcher = scann_backend.build_searcher(db, 10, params)
+  calibrated = scann_backend.calibrate_leaves(searcher, db, params)
+  assert 1 < calibrated["leaves_to_search"] <= 200
+  assert calibrated["calibration"]["recall_at_10"] >= scann_backend.TARGET_RECALL
+  _, true = exact.topk(db, queries, 10)
+  _, before = scann_backend.search_with(searcher, params, queries, 10)
+  _, after = scann_backend.search_with(searcher, calibrated, queries, 10)
+  assert recall_at_k(before, true, 10) < 0.9 and recall_at_k(after, true, 10) >= 0.98
+  # Already enough: nothing changes but the record of what was measured.
+  again = scann_backend.calibrate_leaves(searcher, db, calibrated)
+  assert again["leaves_to_search"] == calibrated["leaves_to_search"]
+
+
+def test_exact_neighbours_in_chunks_leave_the_row_out():
+  from provjax.retrieval import scann_backend
+
+  rng = np.random.default_rng(4)
+  db, rows = _unit(rng, 500, 8), np.array([0, 63, 64, 499])
+  sims = db[rows] @ db.T
+  sims[np.arange(len(rows)), rows] = -np.inf
+  expected = np.argsort(-sims, axis=1, kind="stable")[:, :10]
+  np.testing.assert_array_equal(scann_backend._exact_neighbours(db, rows, 10, chunk=64), expected)
 
 
 def test_recall_at_k_hand_case():

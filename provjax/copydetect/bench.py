@@ -62,12 +62,11 @@ def _knn_rows(quick: bool, repeats: int) -> list[dict]:
   exact.topk(db, queries[:8], k)  # compile
   setup = {"exact": time.perf_counter() - start}
   start = time.perf_counter()
-  params = scann_backend.scann_params(n)
-  searcher = scann_backend.build_searcher(refs, k, params)
+  searcher, params = scann_backend.build_default(refs, k)
   setup["scann"] = time.perf_counter() - start
   runs = {
       "exact": lambda: exact.topk(db, queries, k),
-      "scann": lambda: scann_backend.search(searcher, queries, k, reorder=params.get("reorder")),
+      "scann": lambda: scann_backend.search_with(searcher, params, queries, k),
   }
   rows = []
   for backend, run in runs.items():

@@ -82,11 +82,12 @@ def _searcher(db: np.ndarray, backend: str, scann_params: dict | None = None) ->
     device_db = exact.to_device(db)
     return lambda queries, k: exact.topk(device_db, queries, k)
   if backend == "scann":
-    params = scann_params or scann_backend.scann_params(len(db))
-    searcher = scann_backend.build_searcher(db, DEFAULT_K, params)
-    # Re-score at least k candidates exactly, or a k above ScaNN's reorder size is cut short.
-    reorder = params.get("reorder")
-    return lambda queries, k: scann_backend.search(searcher, queries, k, reorder=reorder)
+    if scann_params:
+      params = scann_params
+      searcher = scann_backend.build_searcher(db, DEFAULT_K, params)
+    else:
+      searcher, params = scann_backend.build_default(db, DEFAULT_K)
+    return lambda queries, k: scann_backend.search_with(searcher, params, queries, k)
   raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
 

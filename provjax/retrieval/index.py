@@ -462,21 +462,19 @@ class Index:
     """(Re)builds the ScaNN searcher when missing or when the exact delta is too large."""
     if self._searcher is not None and self._n - self._searcher_rows <= self._delta_limit():
       return
-    params = self._fixed_params or scann_backend.scann_params(self._n)
-    self._searcher = scann_backend.build_searcher(self._vecs[: self._n], 10, params)
+    db = self._vecs[: self._n]
+    if self._fixed_params:
+      params = self._fixed_params
+      self._searcher = scann_backend.build_searcher(db, 10, params)
+    else:
+      self._searcher, params = scann_backend.build_default(db, 10)
     self._searcher_rows = self._n
     self._searcher_params = params
     self._saved.scann = False
 
   def _scann_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     self._ensure_searcher()
-    # ScaNN cannot return more neighbours than it re-scores, so re-score at least k.
-    reorder = (
-        max(k, self._searcher_params["reorder"])
-        if self._searcher_params["mode"] == "tree_ah"
-        else None
-    )
-    scores, rows = scann_backend.search(self._searcher, queries, k, reorder=reorder)
+    scores, rows = scann_backend.search_with(self._searcher, self._searcher_params, queries, k)
     if self._n == self._searcher_rows:
       return scores, rows
     d_scores, d_rows = exact.topk(

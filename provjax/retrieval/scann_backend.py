@@ -22,8 +22,12 @@ from scann import scann_ops_pybind
 # Below this many vectors a tree costs more than it saves: brute force over a few thousand
 # float32 rows takes microseconds and is exact.
 BRUTE_FORCE_MAX = 20_000
-# AH-scored points per query that the default leaves_to_search aims for.
+# AH-scored points per query that the default leaves_to_search starts from.
 POINTS_SCANNED = 2_500
+# `calibrate_leaves`: the recall@10 a default searcher must reach on its own rows, and how many.
+TARGET_RECALL = 0.99
+CALIBRATION_PROBES = 256
+_CALIBRATION_K = 10
 
 
 def scann_params(n: int) -> dict:
@@ -40,7 +44,11 @@ def scann_params(n: int) -> dict:
       plateaued at 0.996 and 1,000 leaves at 0.94 with the same reorder budget.
     - ``leaves_to_search``: enough leaves to AH-score about 2,500 points per query
       (``2500 * num_leaves / n``, at least 8): 10 of 4,000 at 1M, a larger fraction for
-      small databases, whose leaves are small and where extra leaves cost little;
+      small databases, whose leaves are small and where extra leaves cost little. This is
+      where :func:`calibrate_leaves` starts: how many leaves a query needs depends on how
+      the data fall into them (on the clustered recipe, 25 of 1,000 leaves gave recall@10
+      0.94 at 100k while 10 of 4,000 gave 0.998 at 1M), so :func:`build_default` measures
+      it on the database itself;
     - k-means trained on ``100 * num_leaves`` sampled points (at least 100k, at most n).
       Fewer is false economy: at 1M with 4,000 leaves a 40-per-leaf sample made recall@10
       collapse to 0.71 at any search setting (likely because partitions under ScaNN's minimum
@@ -110,6 +118,92 @@ def build_searcher(db: np.ndarray, k: int, params: dict, threads: int | None = N
   searcher = builder.build()
   searcher.set_num_threads(threads)
   return searcher
+
+
+def _exact_neighbours(db: np.ndarray, rows: np.ndarray, k: int, chunk: int = 65_536):
+  """The k nearest other rows of each of `rows` by inner product (itself left out), [P, k].
+
+  The database is scored a chunk of rows at a time, so memory stays at P x chunk.
+  """
+  probes = np.ascontiguousarray(db[rows])
+  best_sims, best_ids = [], []
+  for start in range(0, db.shape[0], chunk):
+    sims = probes @ db[start : start + chunk].T
+    own = (rows >= start) & (rows < start + sims.shape[1])
+    sims[own, rows[own] - start] = -np.inf
+    top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, : k + 1]
+    best_sims.append(np.take_along_axis(sims, top, axis=1))
+    best_ids.append(top + start)
+  sims, ids = np.concatenate(best_sims, axis=1), np.concatenate(best_ids, axis=1)
+  order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+  return np.take_along_axis(ids, order, axis=1)
+
+
+def calibrate_leaves(
+    searcher,
+    db: np.ndarray,
+    params: dict,
+    *,
+    target: float = TARGET_RECALL,
+    probes: int = CALIBRATION_PROBES,
+    seed: int = 0,
+) -> dict:
+  """`params` with the fewest leaves_to_search (from its own up) that reach `target`.
+
+  The probes are `probes` database rows drawn with `seed`; each one's truth is
+  its 10 nearest *other* rows by exact search, and the searcher's answer for
+  it (its own row dropped) is scored against them. Candidates grow by half
+  each time up to every leaf. Neighbours of a stored row stand in for the
+  near-duplicates that real queries look for; the chosen value and the
+  recall it reached are kept under ``"calibration"``.
+
+  Args:
+      searcher: a tree searcher built from `db` with `params`.
+      db: its float32 database [N, d].
+      params: a ``"tree_ah"`` parameter dict (:func:`scann_params`).
+      target: the recall@10 to reach.
+      probes: how many rows to probe (at most N - 1).
+      seed: which rows.
+
+  Returns:
+      A copy of `params` with ``leaves_to_search`` and ``calibration`` set.
+  """
+  n, k = db.shape[0], _CALIBRATION_K
+  rows = np.sort(np.random.default_rng(seed).choice(n, min(probes, n - 1), replace=False))
+  truth = _exact_neighbours(db, rows, k)
+  queries = db[rows]
+  leaves, top = params["leaves_to_search"], params["num_leaves"]
+  while True:
+    _, found = search(
+        searcher, queries, k + 1, leaves_to_search=leaves, reorder=max(params["reorder"], k + 1)
+    )
+    recall = float(
+        np.mean([len(set(f[f != r][:k]) & set(t)) / k for f, r, t in zip(found, rows, truth)])
+    )
+    if recall >= target or leaves >= top:
+      break
+    leaves = min(top, math.ceil(leaves * 1.5))
+  calibration = {"probes": len(rows), "target": target, "recall_at_10": round(recall, 4)}
+  return {**params, "leaves_to_search": leaves, "calibration": calibration}
+
+
+def build_default(db: np.ndarray, k: int, threads: int | None = None):
+  """The searcher the project uses when nobody fixes parameters: :func:`scann_params`,
+  with leaves_to_search calibrated on `db` (tree mode). Returns (searcher, params)."""
+  params = scann_params(db.shape[0])
+  searcher = build_searcher(db, k, params, threads)
+  if params["mode"] == "tree_ah":
+    params = calibrate_leaves(searcher, db, params)
+  return searcher, params
+
+
+def search_with(searcher, params: dict, queries: np.ndarray, k: int):
+  """:func:`search` at the leaves and re-scoring that `params` hold (re-scoring at least k:
+  ScaNN cannot return more neighbours than it re-scores)."""
+  if params["mode"] != "tree_ah":
+    return search(searcher, queries, k)
+  reorder = max(k, params["reorder"])
+  return search(searcher, queries, k, leaves_to_search=params["leaves_to_search"], reorder=reorder)
 
 
 def search(
