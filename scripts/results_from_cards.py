@@ -28,6 +28,17 @@ RELEASED_BY = {
 }
 
 
+def _released_by(name: str, arch: str) -> str:
+  """The script that measured a card. Re-releases of other weights have their own: a new
+  operating point for a descriptor (`calibrated_with`) or a new search mix (`weights_of`)."""
+  stored = weights.read_config(name)
+  if "calibrated_with" in stored:
+    return "scripts/release_simprov_operating_point.py"
+  if "weights_of" in stored:
+    return "scripts/release_simprov_search_mix.py"
+  return RELEASED_BY[arch]
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("names", nargs="*", help="arch.tag (default: every released model)")
@@ -39,12 +50,7 @@ def main(argv=None) -> int:
     if (arch, tag) in have:
       print(f"{name}: already recorded", file=sys.stderr)
       continue
-    # A re-release of other weights with a new search mix has its own script.
-    script = (
-        "scripts/release_simprov_search_mix.py"
-        if "weights_of" in weights.read_config(name)
-        else RELEASED_BY[arch]
-    )
+    script = _released_by(name, arch)
     command = f"python {script} (figures of checkpoints/{name}/model_card.md)"
     benchmark, rows, ctx = results.card_rows(name, command)
     path = results.append(benchmark, rows, folder=args.results, **ctx)

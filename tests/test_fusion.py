@@ -76,3 +76,18 @@ def test_threshold_separates_when_it_can(related, unrelated):
   expect = 1.0 if min(related) > max(unrelated) else 0.5
   assert acc == expect
   assert np.mean(np.array(related) >= t) >= 0.5
+
+
+def test_the_default_operating_point_was_chosen_for_the_default_descriptor():
+  """The fused score adds the search cosine: the default comparator's stored operating point
+  must be the one chosen with the default descriptor, and the same weights as its source."""
+  from provjax import weights
+  from provjax.provenance.cli import DEFAULT_COMPARATOR, DEFAULT_DESCRIPTOR
+
+  stored = weights.read_config(DEFAULT_COMPARATOR)
+  assert stored["calibrated_with"] == DEFAULT_DESCRIPTOR
+  assert Fusion.from_config(stored) == Fusion(stored["fusion_weight"], stored["fused_threshold"])
+  source = weights.read_config(stored["weights_of"])
+  assert (stored["arch"], stored["steps"]) == (source["arch"], source["steps"])
+  same = weights.params_sha256(weights.load(DEFAULT_COMPARATOR))
+  assert same == weights.params_sha256(weights.load(stored["weights_of"]))

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from provjax import cli, results, transforms
 from provjax.data import psbattles, splits
 from provjax.provenance import psbattles_eval
-from provjax.provenance.cli import DEFAULT_DESCRIPTOR
+from provjax.provenance.cli import DEFAULT_COMPARATOR, DEFAULT_DESCRIPTOR
 
 HEADER = "original,photoshop\n"
 SIZE = 96
@@ -160,7 +160,7 @@ def test_eval_cli_end_to_end_on_the_released_models(release, tmp_path, capsys, r
   report, _ = _eval(release, tmp_path, capsys, "--boxes", str(boxes))
   assert report["benchmark"] == "psbattles" and report["split"] == "test"
   assert report["model"] == DEFAULT_DESCRIPTOR
-  assert report["comparator"] == "simprov_comparator.synth-v2"
+  assert report["comparator"] == DEFAULT_COMPARATOR
   assert (report["pairs"], report["originals"], report["k"]) == (4, 3, 4)
   for stage in ("search", "re-ranked"):
     values = [report[f"{stage} R@{k}"] for k in (1, 5, 10, 100)]
@@ -176,7 +176,7 @@ def test_eval_cli_end_to_end_on_the_released_models(release, tmp_path, capsys, r
       row["split"] for row in rows
   } == {"test"}
   assert metrics["search R@1"] == report["search R@1"] and metrics["pairs"] == 4
-  cmp = "simprov_comparator.synth-v2"
+  cmp = DEFAULT_COMPARATOR
   assert metrics[f"{cmp}/re-ranked R@1"] == report["re-ranked R@1"]
   assert metrics[f"{cmp}/heatmap IoU"] == pytest.approx(report["heatmap IoU"])
   assert metrics[f"{cmp}/heatmap pairs"] == 2

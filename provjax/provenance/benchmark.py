@@ -205,13 +205,18 @@ def calibrate_fusion(
     n_distractors: int = 500,
     k: int = 100,
     seed: int = 777,
+    thumbnail_weight: float = 0.0,
+    photo_dir: str | None = None,
 ) -> dict:
   """`choose_fusion` on a gallery of validation ("test" split) originals.
 
-  The benchmark ("gallery" split) never sees the data that chose it.
+  The benchmark ("gallery" split) never sees the data that chose it. The
+  descriptor searches with `thumbnail_weight` (its release's share), since
+  the fused score adds its cosine; `photo_dir` adds a photo folder's
+  test-split photographs to the bundled ones (`heldout_images`).
   """
-  images = heldout_images(n_originals, n_distractors, seed=seed, split="test")
-  with _engine(descriptor, comparator, images, k) as engine:
+  images = heldout_images(n_originals, n_distractors, seed=seed, split="test", photo_dir=photo_dir)
+  with _engine(descriptor, comparator, images, k, thumbnail_weight=thumbnail_weight) as engine:
     rng = np.random.default_rng(seed + 2)
     originals = list(enumerate(images[:n_originals]))
     queries = evaluate.make_queries(originals, rng, n_distinct=n_originals)

@@ -15,7 +15,7 @@ from provjax.data.images import failure_line
 # synth-v2 comparator re-ranks them better there than synth-v3's (README,
 # "Released weights").
 DEFAULT_DESCRIPTOR = "simprov.synth-v3-mix"
-DEFAULT_COMPARATOR = "simprov_comparator.synth-v2"
+DEFAULT_COMPARATOR = "simprov_comparator.synth-v2-mix"
 
 
 def _models(args):

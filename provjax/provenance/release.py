@@ -15,7 +15,7 @@ import json
 import provjax
 from provjax import cards, tasks, weights
 from provjax.provenance import benchmark
-from provjax.provenance.engine import Fusion
+from provjax.provenance.engine import Fusion, thumbnail_weight
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import read_metrics
 from provjax.config import apply_override
@@ -334,6 +334,85 @@ def release_search_mix(descriptor: str, comparator: str, tag: str, photo_dir=Non
       },
   )
   return {"choice": choice, "benchmark": bench, "before": before}
+
+
+def release_operating_point(
+    descriptor: str, comparator: str, tag: str, photo_dir=None, n_originals: int = 100
+) -> dict:
+  """Released comparator weights again as `simprov_comparator.<tag>`, with the fusion weight
+  and threshold chosen for `descriptor` (`benchmark.calibrate_fusion` on the validation
+  split, with `photo_dir`'s test photographs when given).
+
+  The fused score adds the search cosine, so an operating point belongs to the
+  descriptor it was chosen with (config.json's `calibrated_with`). The card
+  holds the held-back benchmark of the pair at the new operating point and at
+  `comparator`'s stored one. The weights are the same bit for bit.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  stored = weights.read_config(comparator)
+  cmp_model = provjax.load(comparator)
+  desc_model, w = provjax.load(descriptor), thumbnail_weight(descriptor)
+  calib = benchmark.calibrate_fusion(
+      desc_model, cmp_model, n_originals=n_originals, thumbnail_weight=w, photo_dir=photo_dir
+  )
+  fusion = Fusion(calib["weight"], calib["threshold"])
+  bench = benchmark.run(desc_model, cmp_model, fusion=fusion, thumbnail_weight=w)
+  stored_fusion = Fusion.from_config(stored)
+  before = benchmark.run(desc_model, cmp_model, fusion=stored_fusion, thumbnail_weight=w)
+  name = f"simprov_comparator.{tag}"
+  config = ml_collections.ConfigDict(stored["train_config"])
+  tables = benchmark_tables(bench, before, f"{comparator}'s operating point")
+  card = cards.Card(
+      name=name,
+      summary=(
+          f"The weights of `{comparator}` with the ranking and near-duplicate operating point "
+          f"chosen for the descriptor `{descriptor}` (search share of the thumbnail "
+          f"{cards.fmt(w)}): `{comparator}` stored one chosen with another descriptor, and "
+          "the fused score adds the search cosine. Chosen on the validation split's originals "
+          + ("with the photo folder's test-split photographs" if photo_dir else "(bundled photos)")
+          + " among distractors; the benchmark below never saw them."
+      ),
+      arch=stored["arch"],
+      config_spec=stored.get("config", ""),
+      config=as_dict(config),
+      steps=int(stored["steps"]),
+      data=data_description(config),
+      metrics={
+          "Operating point (validation split)": {
+              "validation originals": n_originals,
+              "fusion weight": calib["weight"],
+              "fused threshold": calib["threshold"],
+              "re-ranked recall@1": calib["recall_at_1"],
+              "balanced accuracy": calib["balanced_accuracy"],
+          },
+          "Benchmark setup": {
+              "gallery images": bench["gallery"],
+              "originals": bench["originals"],
+              "k (re-ranked)": bench["k"],
+          },
+      },
+      tables=tables,
+      findings=findings(bench, calib),
+  )
+  weights.export(
+      cmp_model,
+      name,
+      arch=stored["arch"],
+      overrides=stored.get("overrides", {}),
+      preprocessing=stored["preprocessing"],
+      card=card,
+      extra={
+          "config": stored.get("config", ""),
+          "steps": stored["steps"],
+          "train_config": stored["train_config"],
+          "weights_of": comparator,
+          "calibrated_with": descriptor,
+          "fusion_weight": fusion.weight,
+          "fused_threshold": fusion.threshold,
+      },
+  )
+  return {"calibration": calib, "benchmark": bench, "before": before}
 
 
 def findings_of_mix(bench: dict, before: dict, comparator: str) -> list[str]:
