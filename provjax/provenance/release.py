@@ -265,6 +265,33 @@ def main(argv=None) -> None:
   print(json.dumps(out, indent=1, default=float))
 
 
+def _benchmark_setup(bench: dict) -> dict:
+  return {
+      "gallery images": bench["gallery"],
+      "originals": bench["originals"],
+      "k (re-ranked)": bench["k"],
+  }
+
+
+def _export_again(model, name: str, stored: dict, card, **extra) -> None:
+  """Released weights (`stored`: their config.json) exported as `name`, keeping their
+  training record, with `extra` (what the re-release changes) in config.json."""
+  weights.export(
+      model,
+      name,
+      arch=stored["arch"],
+      overrides=stored.get("overrides", {}),
+      preprocessing=stored["preprocessing"],
+      card=card,
+      extra={
+          "config": stored.get("config", ""),
+          "steps": stored["steps"],
+          "train_config": stored["train_config"],
+          **extra,
+      },
+  )
+
+
 def release_search_mix(descriptor: str, comparator: str, tag: str, photo_dir=None) -> dict:
   """Released descriptor weights again as `simprov.<tag>`, searching with a thumbnail share.
 
@@ -309,30 +336,12 @@ def release_search_mix(descriptor: str, comparator: str, tag: str, photo_dir=Non
               "thumbnail share": w,
               "validation originals": choice["originals"],
           },
-          "Benchmark setup": {
-              "gallery images": bench["gallery"],
-              "originals": bench["originals"],
-              "k (re-ranked)": bench["k"],
-          },
+          "Benchmark setup": _benchmark_setup(bench),
       },
       tables=tables,
       findings=findings_of_mix(bench, before, comparator),
   )
-  weights.export(
-      model,
-      name,
-      arch=stored["arch"],
-      overrides=stored.get("overrides", {}),
-      preprocessing=stored["preprocessing"],
-      card=card,
-      extra={
-          "config": stored.get("config", ""),
-          "steps": stored["steps"],
-          "train_config": stored["train_config"],
-          "weights_of": descriptor,
-          "thumbnail_weight": w,
-      },
-  )
+  _export_again(model, name, stored, card, weights_of=descriptor, thumbnail_weight=w)
   return {"choice": choice, "benchmark": bench, "before": before}
 
 
@@ -386,31 +395,20 @@ def release_operating_point(
               "re-ranked recall@1": calib["recall_at_1"],
               "balanced accuracy": calib["balanced_accuracy"],
           },
-          "Benchmark setup": {
-              "gallery images": bench["gallery"],
-              "originals": bench["originals"],
-              "k (re-ranked)": bench["k"],
-          },
+          "Benchmark setup": _benchmark_setup(bench),
       },
       tables=tables,
       findings=findings(bench, calib),
   )
-  weights.export(
+  _export_again(
       cmp_model,
       name,
-      arch=stored["arch"],
-      overrides=stored.get("overrides", {}),
-      preprocessing=stored["preprocessing"],
-      card=card,
-      extra={
-          "config": stored.get("config", ""),
-          "steps": stored["steps"],
-          "train_config": stored["train_config"],
-          "weights_of": comparator,
-          "calibrated_with": descriptor,
-          "fusion_weight": fusion.weight,
-          "fused_threshold": fusion.threshold,
-      },
+      stored,
+      card,
+      weights_of=comparator,
+      calibrated_with=descriptor,
+      fusion_weight=fusion.weight,
+      fused_threshold=fusion.threshold,
   )
   return {"calibration": calib, "benchmark": bench, "before": before}
 
