@@ -19,12 +19,14 @@ Why: both runs drew a non-copy's reference from the 64-image donor pool of the o
 resampled it unlike a copy's reference (mean difference 3.5 grey levels at 64 px), so "is this
 reference a donor" answered the question on train pairs and on no held-back pair. Non-copy
 references now come from the whole train split, made as a copy's reference is
-(provjax/tasks/copynce_matcher.py; tests/test_copydetect_tasks.py). Re-run the same way for
-300 steps: train BCE stays near the 30 % base rate's 0.61 (0.47 to 0.64), and on balanced
-pairs the step-250 checkpoint reaches ROC AUC 0.73 on fresh training pairs and 0.68 on val
-pairs (a copy against its reference or a random one), so it now learns what generalises, but
-slowly: val µAP 0.003 with every pair scored. Not released; it needs far longer training
-(or hard negatives) before it can re-score the descriptor's candidates.
+(provjax/tasks/copynce_matcher.py; tests/test_copydetect_tasks.py). Re-run the same way
+(`--config.train.steps=1000`, 40 min): train BCE 0.69 -> 0.41 (the 30 % base rate's entropy is
+0.61); val µAP with every pair scored 0.004 / 0.011 / 0.038 / 0.034 and R@1 0 / 0 / 0.18 / 0.18
+at steps 250 / 500 / 750 / 1000; on balanced pairs (a copy against its reference or a random
+one) ROC AUC 0.86 on fresh training pairs and 0.77 on val. So it now learns what generalises,
+but re-scoring synth-v2's 10 best candidates with it still lowers µAP (val 0.53 -> 0.19, test
+0.58 -> 0.22 at the released protocol). Not released: it needs far longer training, or the
+paper's hard negatives, before it can re-score.
 """
 
 import ml_collections
