@@ -29,12 +29,12 @@ RELEASED_BY = {
 
 
 def _released_by(name: str, arch: str) -> str:
-  """The script that measured a card. Re-releases of other weights have their own: a new
-  operating point for a descriptor (`calibrated_with`) or a new search mix (`weights_of`)."""
+  """The script that measured a card. Re-releases of other weights (`weights_of`) have their
+  own: a new operating point for a descriptor (`calibrated_with`) or a new search mix."""
   stored = weights.read_config(name)
-  if "calibrated_with" in stored:
-    return "scripts/release_simprov_operating_point.py"
   if "weights_of" in stored:
+    if "calibrated_with" in stored:
+      return "scripts/release_simprov_operating_point.py"
     return "scripts/release_simprov_search_mix.py"
   return RELEASED_BY[arch]
 

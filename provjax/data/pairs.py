@@ -11,6 +11,8 @@ so eval pairs never show a training source.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from provjax import transforms
@@ -54,6 +56,7 @@ def make_pair(
     split: str = "train",
     photo_dir: str | None = None,
     recipe: str = "moderate",
+    negative: Callable[[np.random.Generator], np.ndarray | None] | None = None,
 ) -> dict:
   """One training/eval pair at `size` x `size`; `label` drawn uniformly if None.
 
@@ -68,6 +71,10 @@ def make_pair(
   the (y, x) query pixel that shows it (PixTrace `correspondence` of the two
   views' geometric tables, so an edited region still has its position), -1
   where the query does not show it and everywhere for distinct pairs.
+
+  `negative(rng)`, called for distinct pairs only, may return the other image
+  (a hard negative, `provjax.data.hard_negatives`); when it returns None, or
+  is None, the other image is a random distractor of the split.
   """
   label = int(rng.integers(3)) if label is None else label
   if recipe == "warp":
@@ -84,7 +91,10 @@ def make_pair(
   heatmap = np.zeros((grid, grid), np.float32)
   edit_mask = np.zeros((size, size), np.float32)
   if label == DISTINCT:
-    other = transforms.identity(distractor(rng, max(original.shape[:2]), split, photo_dir))
+    other = negative(rng) if negative is not None else None
+    if other is None:
+      other = distractor(rng, max(original.shape[:2]), split, photo_dir)
+    other = transforms.identity(other)
     query = benign(other, rng)
     heatmap[:] = 1.0
     edit_mask[:] = 1.0

@@ -12,10 +12,10 @@ from provjax.data.images import failure_line
 
 # The default pair did best on held-out real photographs: the synth-v3 descriptor
 # searching with a thumbnail share (synth-v3-mix) finds more originals, and the
-# synth-v2 comparator re-ranks them better there than synth-v3's (README,
-# "Released weights").
+# synth-v4 comparator (synth-v2 trained on with hard negatives, its operating
+# point chosen for synth-v3-mix) re-ranks them best there (README, "Released weights").
 DEFAULT_DESCRIPTOR = "simprov.synth-v3-mix"
-DEFAULT_COMPARATOR = "simprov_comparator.synth-v2-mix"
+DEFAULT_COMPARATOR = "simprov_comparator.synth-v4"
 
 
 def _models(args):

@@ -33,13 +33,24 @@ def data_description(config) -> str:
       else "crops of the train-split photographs bundled with scikit-image / scikit-learn / "
       "matplotlib (`provjax.data.splits`)"
   )
+  hard = d.get("hard_negatives")
+  negatives = (
+      f" {hard.fraction:.0%} of the distinct pairs are hard negatives: one of the "
+      f"original's {hard.k} nearest train records of another source by `{hard.descriptor}` "
+      "(`provjax.data.hard_negatives`)."
+      if hard and hard.get("fraction")
+      else ""
+  )
+  start = (
+      f"Started from `{config.init_from}`" if config.get("init_from") else "Trained from scratch"
+  )
   return (
       f"`provjax_synthetic` (TFDS, ArrayRecord), {d.count} originals at {d.resolution} px: "
       f"half {photos}, half procedural images from the train seed namespace; edits from "
-      "`provjax.transforms` with exact masks and coordinate tables. No source of the "
+      "`provjax.transforms` with exact masks and coordinate tables."
+      f"{negatives} No source of the "
       "benchmark below (bundled photos of the gallery and distractor splits, their procedural "
-      "seeds) is in the training data. Trained from scratch (no ImageNet or PSBattles weights "
-      "offline)."
+      f"seeds) is in the training data. {start} (no ImageNet or PSBattles weights offline)."
   )
 
 
@@ -220,6 +231,54 @@ def release_pair(
   return out
 
 
+def release_comparator(
+    cmp_spec, cmp_config, cmp_dir, descriptor: str, tag: str, *, photo_dir=None, baseline=None
+) -> dict:
+  """A comparator run exported as `simprov_comparator.<tag>` for the released `descriptor`.
+
+  The operating point is chosen on the validation split with the descriptor's
+  thumbnail share (and `photo_dir`'s test-split photographs when given), as
+  `release_operating_point` does; `baseline` (descriptor, comparator release
+  names) is run on the same held-back benchmark at its stored operating point.
+  """
+  cmp = restore_model(cmp_config, cmp_dir)
+  desc_model, w = provjax.load(descriptor), thumbnail_weight(descriptor)
+  calib = benchmark.calibrate_fusion(
+      desc_model, cmp[0], n_originals=100, thumbnail_weight=w, photo_dir=photo_dir
+  )
+  fusion = Fusion(calib["weight"], calib["threshold"])
+  bench = benchmark.run(desc_model, cmp[0], fusion=fusion, thumbnail_weight=w)
+  out, tables = {"calibration": calib, "benchmark": bench}, None
+  if baseline:
+    base_desc, base_cmp = baseline
+    out["before"] = benchmark.run(
+        provjax.load(base_desc),
+        provjax.load(base_cmp),
+        fusion=Fusion.from_config(weights.read_config(base_cmp)),
+        thumbnail_weight=thumbnail_weight(base_desc),
+    )
+    tables = benchmark_tables(bench, out["before"], base_cmp)
+  out["comparator"] = release(
+      cmp_spec,
+      cmp_config,
+      cmp_dir,
+      cmp,
+      f"{cmp_config.model.name.split('.')[0]}.{tag}",
+      "SImProv comparator (ICN): affine STN + correlation-flow warp of the query onto the "
+      f"original, Siamese split ResNet, 3-way verdict and an edit heatmap; served with the "
+      f"descriptor `{descriptor}`, whose search cosine the fused score adds.",
+      bench,
+      calib,
+      extra={
+          "fusion_weight": fusion.weight,
+          "fused_threshold": fusion.threshold,
+          "calibrated_with": descriptor,
+      },
+      tables=tables,
+  )
+  return out
+
+
 def run_config(workdir, overrides=()):
   """The config a run was trained with (its work dir snapshot), plus `a.b=value` overrides."""
   config = snapshot.read(workdir)
@@ -233,7 +292,12 @@ def main(argv=None) -> None:
 
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("--descriptor-config", default="configs/simprov/descriptor.py:tiny")
-  p.add_argument("--descriptor-workdir", required=True)
+  which = p.add_mutually_exclusive_group(required=True)
+  which.add_argument("--descriptor-workdir")
+  which.add_argument(
+      "--descriptor", help="released descriptor (arch.tag): release the comparator alone, for it"
+  )
+  p.add_argument("--photo-dir", help="with --descriptor: the photo folder (its test split)")
   p.add_argument("--comparator-config", default="configs/simprov/comparator.py:tiny")
   p.add_argument("--comparator-workdir", required=True)
   p.add_argument("--tag", default="synth-v3")
@@ -252,16 +316,28 @@ def main(argv=None) -> None:
       help="change the snapshot config, e.g. model.name after an architecture rename",
   )
   args = p.parse_args(argv)
-  out = release_pair(
-      args.descriptor_config,
-      run_config(args.descriptor_workdir, args.descriptor_override),
-      args.descriptor_workdir,
-      args.comparator_config,
-      run_config(args.comparator_workdir, args.comparator_override),
-      args.comparator_workdir,
-      args.tag,
-      baseline=args.baseline,
-  )
+  cmp_config = run_config(args.comparator_workdir, args.comparator_override)
+  if args.descriptor:
+    out = release_comparator(
+        args.comparator_config,
+        cmp_config,
+        args.comparator_workdir,
+        args.descriptor,
+        args.tag,
+        photo_dir=args.photo_dir,
+        baseline=args.baseline,
+    )
+  else:
+    out = release_pair(
+        args.descriptor_config,
+        run_config(args.descriptor_workdir, args.descriptor_override),
+        args.descriptor_workdir,
+        args.comparator_config,
+        cmp_config,
+        args.comparator_workdir,
+        args.tag,
+        baseline=args.baseline,
+    )
   print(json.dumps(out, indent=1, default=float))
 
 

@@ -22,6 +22,7 @@ Loss (specs/simprov.md 2.7):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Iterable, Mapping
 
@@ -31,12 +32,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from provjax import registry
+from provjax import registry, weights
 from provjax.data import pairs, pipeline, synthetic
+from provjax.data.hard_negatives import neighbour_table
 from provjax.data.images import read_image
 from provjax.metrics import heatmap as heatmap_metrics
 from provjax.models.layers.preprocess import IMAGENET_STD
 from provjax.models.layers.warp import adaptive_avg_pool
+from provjax.provenance.engine import Describer, thumbnail_weight
 from provjax.tasks.contract import Field, Optim
 from provjax.tasks.optim import make_optimizer
 
@@ -306,6 +309,40 @@ def _source(config, split: str):
   return synthetic.source_from_config(config.data, split)
 
 
+@dataclasses.dataclass(frozen=True)
+class HardNegatives:
+  """Each record's nearest records of other sources (`table`, [N, k]) in `source`.
+
+  `draw(i, rng)` returns, with probability `fraction`, the image of one of
+  record i's k neighbours drawn uniformly, else None (a random distractor).
+  """
+
+  source: object
+  table: np.ndarray
+  fraction: float
+
+  def draw(self, i: int, rng: np.random.Generator) -> np.ndarray | None:
+    if rng.random() >= self.fraction:
+      return None
+    j = int(self.table[i, rng.integers(self.table.shape[1])])
+    return read_image(self.source[j]["image"], name=f"record {j}")
+
+
+def hard_negatives(source, cfg) -> HardNegatives | None:
+  """`cfg` = config.data.hard_negatives: neighbours by the released descriptor `cfg.descriptor`
+  (with its thumbnail share, as a gallery searches), or None when `cfg.fraction` is 0."""
+  if not cfg.fraction:
+    return None
+  describer = Describer(
+      weights.load(cfg.descriptor), thumbnail_weight=thumbnail_weight(cfg.descriptor)
+  )
+  records = [source[i] for i in range(len(source))]
+  vectors = describer([read_image(r["image"], name=f"record {r['id']}") for r in records])
+  sources = [bytes(r["source"]).decode() for r in records]
+  table = neighbour_table(vectors, sources, cfg.k)
+  return HardNegatives(source, table, float(cfg.fraction))
+
+
 def make_example(
     record,
     rng: np.random.Generator,
@@ -315,16 +352,31 @@ def make_example(
     split: str = "train",
     photo_dir: str | None = None,
     recipe: str = "moderate",
+    hard: HardNegatives | None = None,
 ) -> dict:
-  """A pair from `record`; distinct images and donors from the same split (splits.py)."""
+  """A pair from `record`; distinct images and donors from the same split (splits.py).
+
+  With `hard`, a share of the distinct pairs show one of the record's nearest
+  records of another source instead of a random distractor.
+  """
   image = read_image(record["image"], name=f"record {record.get('id')}")
+  negative = functools.partial(hard.draw, int(record["id"])) if hard is not None else None
   return pairs.make_pair(
-      image, rng, size=size, grid=grid, split=split, photo_dir=photo_dir, recipe=recipe
+      image,
+      rng,
+      size=size,
+      grid=grid,
+      split=split,
+      photo_dir=photo_dir,
+      recipe=recipe,
+      negative=negative,
   )
 
 
 def train_data(config, *, start_step: int = 0):
   """Deterministic infinite batches; batch i depends only on (seed, i)."""
+  source = _source(config, "train")
+  hard_cfg = config.data.get("hard_negatives")
   map_fn = functools.partial(
       make_example,
       size=config.data.image_size,
@@ -332,8 +384,9 @@ def train_data(config, *, start_step: int = 0):
       split="train",
       photo_dir=config.data.get("photo_dir"),
       recipe=config.data.get("recipe", "moderate"),
+      hard=hard_negatives(source, hard_cfg) if hard_cfg else None,
   )
-  return pipeline.training_batches(_source(config, "train"), config, map_fn, start_step=start_step)
+  return pipeline.training_batches(source, config, map_fn, start_step=start_step)
 
 
 def eval_batches(config) -> list[dict]:
