@@ -39,9 +39,11 @@ from provjax.data.images import read_image
 from provjax.metrics import heatmap as heatmap_metrics
 from provjax.models.layers.preprocess import IMAGENET_STD
 from provjax.models.layers.warp import adaptive_avg_pool
-from provjax.provenance.engine import Describer, thumbnail_weight
+from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
+from provjax.tasks.losses import l2_normalize
 from provjax.tasks.contract import Field, Optim
 from provjax.tasks.optim import make_optimizer
+from provjax.viz.overlay import resize
 
 BENIGN, MANIPULATED, DISTINCT = 0, 1, 2
 
@@ -328,16 +330,35 @@ class HardNegatives:
     return read_image(self.source[j]["image"], name=f"record {j}")
 
 
+def search_vectors(name: str, images: list[np.ndarray], batch: int = 64) -> np.ndarray:
+  """Released SImProv descriptor `name`'s search vectors of `images`, as a gallery holds them:
+  the unit descriptor of each image resized to the model's input, joined with its 16 x 16
+  thumbnail at the share stored with the weights (`retrieval.thumbnail.with_thumbnail`)."""
+  model = weights.load(name)
+  share = float(weights.read_config(name).get("thumbnail_weight", 0.0))
+  s = int(model.image_size)
+  small = np.stack([im if im.shape[:2] == (s, s) else resize(im, s, s) for im in images])
+  graphdef, state = nnx.split(model)
+  embed = jax.jit(
+      lambda st, x: l2_normalize(
+          nnx.merge(graphdef, st)(x.astype(jnp.float32) / 255.0, train=False)
+      )
+  )
+  pad = -len(small) % batch  # one batch shape: one compilation
+  padded = np.concatenate([small, np.zeros((pad, s, s, 3), np.uint8)])
+  parts = [np.asarray(embed(state, padded[i : i + batch])) for i in range(0, len(padded), batch)]
+  vectors = np.concatenate(parts)[: len(small)]
+  return with_thumbnail(vectors, thumbnail(list(small)), share)
+
+
 def hard_negatives(source, cfg) -> HardNegatives | None:
   """`cfg` = config.data.hard_negatives: neighbours by the released descriptor `cfg.descriptor`
-  (with its thumbnail share, as a gallery searches), or None when `cfg.fraction` is 0."""
+  (`search_vectors`), or None when `cfg.fraction` is 0."""
   if not cfg.fraction:
     return None
-  describer = Describer(
-      weights.load(cfg.descriptor), thumbnail_weight=thumbnail_weight(cfg.descriptor)
-  )
   records = [source[i] for i in range(len(source))]
-  vectors = describer([read_image(r["image"], name=f"record {r['id']}") for r in records])
+  images = [read_image(r["image"], name=f"record {r['id']}") for r in records]
+  vectors = search_vectors(cfg.descriptor, images)
   sources = [bytes(r["source"]).decode() for r in records]
   table = neighbour_table(vectors, sources, cfg.k)
   return HardNegatives(source, table, float(cfg.fraction))
