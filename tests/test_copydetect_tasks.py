@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from provjax import transforms
 from provjax.config import load_config
+from provjax.data.images import read_image
 from provjax.tasks import copy_data
 from provjax.tasks import copynce_descriptor as descriptor_task
 from provjax.tasks import copynce_matcher as matcher_task
@@ -87,6 +89,35 @@ def test_matcher_non_copies_give_no_shortcut(data_dir):
     )
     ref = pair["reference"].tobytes()
     assert ref in copy_refs[1:]
+
+
+def test_matcher_hard_negatives_are_near_references_of_other_sources(data_dir):
+  """With fraction 1 every non-copy's reference is one of the record's nearest train records
+  of another source by the released descriptor, made as a copy's reference is."""
+  config = _quick("matcher", data_dir)
+  assert config.data.hard_negatives.fraction == 0.5  # the paper's p
+  config.data.hard_negatives.fraction = 1.0
+  negative = matcher_task.hard_negatives(config)
+  source = copy_data.source(config, "train")
+  names = [bytes(source[i]["source"]) for i in range(len(source))]
+  drawn = [negative(source[0], np.random.default_rng(s)) for s in range(6)]
+  others = {i for i in range(len(source)) if names[i] != names[0]}
+  images = {i: read_image(bytes(source[i]["image"])).tobytes() for i in others}
+  assert all(im.tobytes() in images.values() for im in drawn)
+  pair = matcher_task.make_pair(
+      source[0],
+      np.random.default_rng(0),
+      donors=copy_data.donors(config),
+      size=64,
+      patch=8,
+      positive_rate=0.0,
+      references=source,
+      negative=lambda record, rng: drawn[0],
+  )
+  made = transforms.to_size(transforms.identity(drawn[0]), 64).image
+  np.testing.assert_array_equal(pair["reference"], made)
+  config.data.hard_negatives.fraction = 0.0
+  assert matcher_task.hard_negatives(config) is None
 
 
 def _train(name, data_dir, workdir):

@@ -44,8 +44,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c.config_file = "matcher"
   c.model = dict(name=f"copynce_matcher.{variant}", overrides={})
   c.data.positive_rate = 0.3
+  # The paper's hard negatives (p = 0.5 of the non-copies): one of the record's k nearest
+  # train records of another source by this released descriptor (provjax.data.hard_negatives).
+  c.data.hard_negatives = dict(fraction=0.5, k=10, descriptor="copynce.synth-v2")
   c.loss = dict(copynce=3.0, gamma=1.0, patch_scale=16.0)
-  if "quick" not in flags:
+  if "quick" in flags:
+    c.data.hard_negatives.k = 2  # the smoke run's 8 training images
+  else:
     c.train.update(steps=1500 if small else 100_000, batch_size=64 if small else 256)
     c.optimizer.lr = 1e-3
   # Every (query, reference) pair of val is scored: keep the evaluation small.

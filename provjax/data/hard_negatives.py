@@ -10,8 +10,11 @@ such a pair is related, not distinct.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from provjax.data.images import read_image
 from provjax.retrieval import exact
 
 
@@ -39,3 +42,23 @@ def neighbour_table(vectors: np.ndarray, sources, k: int) -> np.ndarray:
   # A stable sort on "same source" keeps the nearest-first order among the others.
   first = np.argsort(~other, axis=1, kind="stable")[:, :k]
   return np.take_along_axis(idx, first, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class HardNegatives:
+  """Each record's nearest records of other sources (`table`, [N, k]) in `source`.
+
+  `draw(i, rng)` returns, with probability `fraction`, the image of one of
+  record i's k neighbours drawn uniformly, else None (the caller draws a
+  random negative).
+  """
+
+  source: object
+  table: np.ndarray
+  fraction: float
+
+  def draw(self, i: int, rng: np.random.Generator) -> np.ndarray | None:
+    if rng.random() >= self.fraction:
+      return None
+    j = int(self.table[i, rng.integers(self.table.shape[1])])
+    return read_image(bytes(self.source[j]["image"]), name=f"record {j}")

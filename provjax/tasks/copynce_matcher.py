@@ -4,8 +4,10 @@ specs/copy_detection.md section 6: a pair is a copy with probability
 `data.positive_rate` (0.3); a copy pairs the clean source with an augmented
 query view, a non-copy pairs the query view with another image of the split.
 Loss = BCE(logit) + w_copynce * CopyNCE(fused tokens, gamma 1) over the copies.
-Hard negatives from a descriptor's kNN (the paper's p = 0.5) are not mined
-here: non-copies are random images of the train split.
+Hard negatives as the paper mines them (`data.hard_negatives`): with p =
+`fraction` a non-copy's reference is one of the record's k nearest train
+records of another source by a released descriptor's kNN
+(provjax.data.hard_negatives), else a random image of the train split.
 
 A non-copy's reference is drawn from the whole train split and made exactly
 as a copy's reference is (`transforms.to_size` of the clean image). Drawing
@@ -24,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from provjax import registry, transforms
+from provjax import registry, transforms, weights
+from provjax.data.hard_negatives import HardNegatives, neighbour_table
 from provjax.data.images import read_image
 from provjax.metrics import isc
 from provjax.models import copynce
@@ -47,11 +50,12 @@ def create_model(config, rngs: nnx.Rngs):
 
 
 def make_pair(
-    record, rng, *, donors, size: int, patch: int, positive_rate: float, references
+    record, rng, *, donors, size: int, patch: int, positive_rate: float, references, negative=None
 ) -> dict:
   """A copy (p = positive_rate) or a non-copy pair for `record`.
 
-  `references`: the random-access train split that non-copy references come from.
+  `references`: the random-access train split that non-copy references come
+  from; `negative(record, rng)` may return a hard one instead (None: random).
   """
   image = read_image(bytes(record["image"]), name=f"record {record.get('id')}")
   if rng.random() < positive_rate:
@@ -59,7 +63,9 @@ def make_pair(
         **copy_data.copy_pair(image, rng, donors=donors, size=size, patch=patch),
         "label": np.float32(1.0),
     }
-  other = _other_image(references, record, rng)
+  other = negative(record, rng) if negative is not None else None
+  if other is None:
+    other = _other_image(references, record, rng)
   query = copy_recipe.copy_view(transforms.identity(image), rng, donors=donors, size=size)
   empty = copy_data.no_overlap(size, patch)
   return {
@@ -79,6 +85,33 @@ def _other_image(references, record, rng) -> np.ndarray:
       return read_image(bytes(other["image"]), name=f"record {other.get('id')}")
 
 
+def hard_negatives(config):
+  """`negative(record, rng)` for `make_pair` from `config.data.hard_negatives`, or None.
+
+  Neighbours come from the released descriptor `descriptor`'s vectors of the
+  train records made as references are (`transforms.to_size`, at the
+  descriptor's own input size); records of one source (or, without sources,
+  one record) are never each other's.
+  """
+  cfg = config.data.get("hard_negatives")
+  if not cfg or not cfg.fraction:
+    return None
+  source = copy_data.source(config, "train")
+  records = [source[i] for i in range(len(source))]
+  size = int(weights.read_config(cfg.descriptor)["preprocessing"]["size"])
+  images = np.stack(
+      [
+          transforms.to_size(transforms.identity(read_image(bytes(r["image"]))), size).image
+          for r in records
+      ]
+  )
+  vectors = copy_data.embed(weights.load(cfg.descriptor), images)
+  sources = [bytes(r.get("source", r["id"])) for r in records]
+  hard = HardNegatives(source, neighbour_table(vectors, sources, cfg.k), float(cfg.fraction))
+  rows = {bytes(r["id"]): i for i, r in enumerate(records)}
+  return lambda record, rng: hard.draw(rows[bytes(record["id"])], rng)
+
+
 def train_data(config, *, start_step: int = 0):
   return copy_data.training_batches(
       config,
@@ -87,6 +120,7 @@ def train_data(config, *, start_step: int = 0):
       patch=config.data.patch,
       positive_rate=config.data.positive_rate,
       references=copy_data.source(config, "train"),
+      negative=hard_negatives(config),
   )
 
 

@@ -22,7 +22,6 @@ Loss (specs/simprov.md 2.7):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Iterable, Mapping
 
@@ -34,7 +33,7 @@ import optax
 
 from provjax import registry, weights
 from provjax.data import pairs, pipeline, synthetic
-from provjax.data.hard_negatives import neighbour_table
+from provjax.data.hard_negatives import HardNegatives, neighbour_table
 from provjax.data.images import read_image
 from provjax.metrics import heatmap as heatmap_metrics
 from provjax.models.layers.preprocess import IMAGENET_STD
@@ -309,25 +308,6 @@ def loss_fn(models, batch, rng, config):
 
 def _source(config, split: str):
   return synthetic.source_from_config(config.data, split)
-
-
-@dataclasses.dataclass(frozen=True)
-class HardNegatives:
-  """Each record's nearest records of other sources (`table`, [N, k]) in `source`.
-
-  `draw(i, rng)` returns, with probability `fraction`, the image of one of
-  record i's k neighbours drawn uniformly, else None (a random distractor).
-  """
-
-  source: object
-  table: np.ndarray
-  fraction: float
-
-  def draw(self, i: int, rng: np.random.Generator) -> np.ndarray | None:
-    if rng.random() >= self.fraction:
-      return None
-    j = int(self.table[i, rng.integers(self.table.shape[1])])
-    return read_image(self.source[j]["image"], name=f"record {j}")
 
 
 def search_vectors(name: str, images: list[np.ndarray], batch: int = 64) -> np.ndarray:
