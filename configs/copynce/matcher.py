@@ -30,7 +30,8 @@ but re-scoring synth-v2's 10 best candidates with it still lowers µAP (val 0.53
 0.58 -> 0.22 at the released protocol). Not released: it needs far longer training, or the
 paper's hard negatives, before it can re-score.
 
-With hard negatives (the same run, `data.hard_negatives.fraction=0.5`, 1,000 steps, 42 min):
+With hard negatives (the same run, `data.hard_negatives.fraction=0.5`, 1,000 steps, 54 min with
+its first 100 steps sharing the 2 cores with a test run):
 train BCE 0.69 -> 0.60 (harder pairs); val µAP with every pair scored 0.044 / 0.016 / 0.036 /
 0.041 and R@1 0.04 / 0.07 / 0.07 / 0.14 at steps 250 / 500 / 750 / 1000; re-scoring
 synth-v2's 10 best at the released protocol still lowers val µAP, 0.533 -> 0.075 at step 500
