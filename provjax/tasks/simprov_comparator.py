@@ -41,6 +41,7 @@ from provjax.models.layers.warp import adaptive_avg_pool
 from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
 from provjax.tasks.losses import l2_normalize
 from provjax.tasks.contract import Field, Optim
+from provjax.tasks.copy_data import in_batches
 from provjax.tasks.optim import make_optimizer
 from provjax.viz.overlay import resize
 
@@ -324,10 +325,7 @@ def search_vectors(name: str, images: list[np.ndarray], batch: int = 64) -> np.n
           nnx.merge(graphdef, st)(x.astype(jnp.float32) / 255.0, train=False)
       )
   )
-  pad = -len(small) % batch  # one batch shape: one compilation
-  padded = np.concatenate([small, np.zeros((pad, s, s, 3), np.uint8)])
-  parts = [np.asarray(embed(state, padded[i : i + batch])) for i in range(0, len(padded), batch)]
-  vectors = np.concatenate(parts)[: len(small)]
+  vectors = in_batches(lambda x: embed(state, x), small, batch)  # one shape, one compile
   return with_thumbnail(vectors, thumbnail(list(small)), share)
 
 
