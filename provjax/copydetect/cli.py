@@ -25,8 +25,10 @@ object: counts, the protocol used, and the files written.
 The protocol defaults to what the release chose on held-back data (see the
 model card): k nearest references per query by descriptor similarity, score
 normalisation against --background when one is given (without one, scores are
-not normalised), and matcher re-scoring
-of the top candidates when the weights name a matcher. --model thumbnail
+not normalised), matcher re-scoring of the top candidates when the weights
+name a matcher, and local-feature verification of each query's best
+candidates (--verify N: SIFT matches one affine map explains add a bonus to
+the score; see provjax/copydetect/verification.py). --model thumbnail
 runs the classical reference (16 x 16 grayscale thumbnails, cosine).
 
 A file that cannot be read is reported on stderr (one line naming it) and
@@ -128,6 +130,7 @@ def cmd_copydetect(args) -> int:
       query_crops=args.query_crops,
       backend=args.backend,
       thumbnail_weight=args.thumbnail_weight,
+      verify=args.verify,
   )
   det.batch_size = args.batch_size
   progress = not args.no_progress
@@ -160,6 +163,10 @@ def cmd_copydetect(args) -> int:
     load_q = lambda i: read_image(q["paths"][i])
     load_r = lambda j: read_image(r["paths"][j])
     qi, ri, scores = det.rescore_top(qi, ri, scores, load_q, load_r)
+  if det.protocol.verify:
+    load_q = lambda i: read_image(q["paths"][i])
+    load_r = lambda j: read_image(r["paths"][j])
+    qi, ri, scores = det.verify_top(qi, ri, scores, load_q, load_r, len(q["ids"]))
   preds = [(q["ids"][i], r["ids"][j], float(s)) for i, j, s in zip(qi, ri, scores)]
   isc_io.write_predictions(args.out, preds)
   failed = sum(got["failed"] for got in found.values())
@@ -236,6 +243,12 @@ def add_commands(sub) -> None:
       type=_share,
       default=None,
       help="the 16x16 thumbnail's share of each similarity, in [0, 1) (default: the released one)",
+  )
+  p.add_argument(
+      "--verify",
+      type=_non_negative,
+      default=None,
+      help="verify this many candidates per query by local features (SIFT + RANSAC; 0: off)",
   )
   p.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass")
   p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

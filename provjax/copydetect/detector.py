@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from provjax import weights
-from provjax.copydetect import protocols
+from provjax.copydetect import protocols, verification
 from provjax.retrieval.thumbnail import thumbnail, with_thumbnail
 from provjax.tasks import copy_data
 from provjax.tasks import copynce_matcher as matcher_task
@@ -87,6 +87,15 @@ class Protocol:
   backend: str = "exact"  # "exact" (JAX matmul top-k) or "scann" (approximate, large galleries)
   # The 16 x 16 thumbnail's share w of every similarity (see `with_thumbnail`); 0: descriptor only.
   thumbnail_weight: float = 0.0
+  # Each query's best `verify` candidates get the local-feature bonus (verification.py), up to
+  # `verify_weight`; the search then gathers max(k, verify) per query and keeps k after it.
+  verify: int = 0
+  verify_weight: float = verification.Verifier.weight
+
+  @property
+  def depth(self) -> int:
+    """Candidates per query the search gathers."""
+    return max(self.k, self.verify)
 
 
 @dataclasses.dataclass
@@ -146,7 +155,7 @@ class CopyDetector:
     if p.pcaw:
       white = protocols.PCAWhitening.fit(background, p.pcaw)
       queries, refs, background = white.apply(queries), white.apply(refs), white.apply(background)
-    k = min(p.k, len(refs))
+    k = min(p.depth, len(refs))
     n_queries = len(queries) if owner is None else int(owner.max()) + 1
     if owner is None and p.search == "global":
       if p.score_norm != "none":
@@ -183,6 +192,30 @@ class CopyDetector:
     queries = np.stack([q[i] for i in qi])
     refs = np.stack([r[j] for j in ri])
     return matcher_task.score_pairs(self.matcher, queries, refs, self.batch_size)
+
+  def verify_top(self, qi, ri, scores, load_query, load_ref, n_queries: int):
+    """Each query's `protocol.verify` best candidates get the verification bonus; k kept.
+
+    Predictions come in as `search` gives them (`protocol.depth` deep); the result is k per
+    query (knn) or the n_queries x k best overall (global), re-ordered by the new scores.
+    `load_query(i)` / `load_ref(j)` return decoded images, read only for the candidates.
+    """
+    p = self.protocol
+    verifier = verification.Verifier(weight=p.verify_weight)
+    qi, ri, scores = (np.asarray(x) for x in (qi, ri, scores))
+    order = np.lexsort((-scores, qi))
+    rank = np.empty(len(qi), np.int64)
+    rank[order] = np.arange(len(qi)) - np.searchsorted(qi[order], qi[order])
+    picked = np.nonzero(rank < p.verify)[0]
+    queries = {i: verifier.query_features(load_query(i)) for i in np.unique(qi[picked])}
+    refs = {j: verifier.features(load_ref(j)) for j in np.unique(ri[picked])}
+    inliers = np.array([verifier.inliers(queries[qi[n]], refs[ri[n]]) for n in picked])
+    scores = scores.astype(np.float32)
+    scores[picked] += verifier.bonus(inliers)
+    if p.search == "global":
+      keep = np.sort(np.argsort(-scores, kind="stable")[: n_queries * p.k])
+      return qi[keep], ri[keep], scores[keep]
+    return top_per_query(qi, ri, scores, p.k)
 
   def rescore_top(self, qi, ri, scores, load_query, load_ref):
     """Each query's `protocol.rescore` best candidates, scored by the matcher instead."""

@@ -1,0 +1,168 @@
+"""Local-feature verification of copy candidates: SIFT matches that one affine map explains.
+
+    v = Verifier()
+    q, r = v.query_features(query_image), v.features(reference_image)
+    n = v.inliers(q, r)                  # consistent matches (the query or its mirror)
+    scores += v.bonus(np.array([n]))     # 0 at chance, `weight` from chance + span on
+
+A global descriptor ranks references by their overall look. A copy that is a
+crop, sits inside another image, or was rotated shares only part of that look,
+while unrelated photographs with the same palette look alike. Counting the
+keypoint matches that a single affine map explains separates the two: on the
+development folder (`scripts/make_isc_folder.py` over the training photo
+folder) no unrelated pair reached more than `CHANCE` such matches, while most
+copies reach tens to hundreds. That count re-scores each query's best
+candidates; it never removes one.
+
+Keypoints and descriptors: scikit-image's SIFT (Lowe, IJCV 2004) on the
+grayscale image with its longer side at `side` pixels. Descriptors become
+RootSIFT (Arandjelovic & Zisserman, CVPR 2012: L1-normalised, square root), so
+a dot product is the Hellinger kernel. Matching: Lowe's ratio test, then one
+match per reference keypoint. Geometry: RANSAC over 3-point affine hypotheses,
+all scored at once, keeping only maps that neither mirror nor collapse the image
+(a degenerate map can put many wrong matches within tolerance of one spot). A
+mirrored copy is found by matching the query's mirror image too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+from skimage.feature import SIFT
+
+# Inliers an unrelated pair may reach: the most of any unrelated pair among the development
+# folder's candidates (scripts/choose_verification.py prints that maximum).
+CHANCE = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+  """Keypoints (x, y) in units of the image's longer side, and their RootSIFT descriptors."""
+
+  xy: np.ndarray  # [N, 2] float32
+  desc: np.ndarray  # [N, 128] float32, unit L2 norm
+
+  @classmethod
+  def empty(cls) -> "Features":
+    return cls(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+
+
+def grayscale(image: np.ndarray, side: int) -> np.ndarray:
+  """uint8 RGB (or gray) -> float gray in [0, 1], longer side reduced to `side` (never enlarged)."""
+  im = Image.fromarray(image).convert("L")
+  im.thumbnail((side, side), Image.Resampling.LANCZOS)
+  return np.asarray(im, np.float32) / 255.0
+
+
+def root_sift(desc: np.ndarray) -> np.ndarray:
+  """SIFT histograms -> sqrt of their L1-normalised form (unit L2 norm)."""
+  d = np.asarray(desc, np.float32)
+  return np.sqrt(d / np.maximum(d.sum(axis=1, keepdims=True), 1e-12))
+
+
+def ratio_matches(q: np.ndarray, r: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+  """Index pairs (i, j) of Lowe-ratio matches from unit descriptors q to r, one per j.
+
+  A query keypoint keeps its nearest reference keypoint when that is closer than `ratio` times
+  the second nearest; when several keep the same reference keypoint, the closest one wins.
+  """
+  if len(q) == 0 or len(r) < 2:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
+  sim = q @ r.T
+  top2 = np.argpartition(-sim, 1, axis=1)[:, :2]
+  s2 = np.take_along_axis(sim, top2, axis=1)
+  flip = s2[:, 1] > s2[:, 0]
+  top2[flip], s2[flip] = top2[flip][:, ::-1], s2[flip][:, ::-1]
+  dist = np.sqrt(np.maximum(2.0 - 2.0 * s2, 0.0))  # unit vectors: L2 distance from the cosine
+  i = np.nonzero(dist[:, 0] < ratio * dist[:, 1])[0]
+  j = top2[i, 0]
+  order = np.argsort(-s2[i, 0], kind="stable")
+  i, j = i[order], j[order]
+  _, first = np.unique(j, return_index=True)
+  return i[first], j[first]
+
+
+def affine_inliers(
+    a: np.ndarray, b: np.ndarray, *, hypotheses: int, tolerance: float, seed: int = 0
+) -> int:
+  """Most matches a -> b (points [n, 2]) within `tolerance` of one plausible affine map.
+
+  Plausible: orientation kept (mirrors are matched separately), singular values of the linear
+  part in [0.15, 6] and their ratio below 3 (copies are rescaled and mildly sheared, never
+  collapsed). Every hypothesis comes from 3 random matches and all are scored at once.
+  """
+  n = len(a)
+  if n < 3:
+    return 0
+  rng = np.random.default_rng(seed)
+  picks = np.argsort(rng.random((hypotheses, n)), axis=1)[:, :3]  # 3 distinct matches each
+  src = np.concatenate([a[picks], np.ones((hypotheses, 3, 1))], axis=-1)  # [H, 3, 3]
+  solvable = np.abs(np.linalg.det(src)) > 1e-9
+  maps = np.zeros((hypotheses, 3, 2))
+  maps[solvable] = np.linalg.solve(src[solvable], b[picks][solvable])
+  linear = maps[:, :2, :]
+  sv = np.linalg.svd(linear, compute_uv=False)
+  plausible = (
+      solvable
+      & (np.linalg.det(linear) > 0)
+      & (sv[:, 1] > 0.15)
+      & (sv[:, 0] < 6.0)
+      & (sv[:, 0] < 3.0 * sv[:, 1])
+  )
+  if not plausible.any():
+    return 0
+  moved = np.concatenate([a, np.ones((n, 1))], axis=-1) @ maps[plausible]  # [H', n, 2]
+  close = np.linalg.norm(moved - b[None], axis=-1) < tolerance
+  return int(close.sum(axis=1).max())
+
+
+@dataclasses.dataclass(frozen=True)
+class Verifier:
+  """SIFT + RANSAC verification and the score bonus it gives (module docstring)."""
+
+  side: int = 512  # longer side the keypoints are found at
+  ratio: float = 0.85  # Lowe's ratio test
+  hypotheses: int = 256  # RANSAC affine hypotheses per pair
+  tolerance: float = 0.02  # inlier distance, in units of the reference's longer side
+  chance: int = CHANCE
+  span: int = 5  # inliers above chance at which the bonus is whole
+  weight: float = 2.0  # the whole bonus, added to the search score
+
+  def features(self, image: np.ndarray) -> Features:
+    """Keypoints and RootSIFT descriptors of a decoded image (none for a featureless one)."""
+    gray = grayscale(image, self.side)
+    return self._features(gray)
+
+  def query_features(self, image: np.ndarray) -> tuple[Features, Features]:
+    """Features of the query and of its mirror image."""
+    gray = grayscale(image, self.side)
+    return self._features(gray), self._features(np.ascontiguousarray(gray[:, ::-1]))
+
+  def _features(self, gray: np.ndarray) -> Features:
+    if min(gray.shape) < 16:
+      return Features.empty()
+    sift = SIFT(upsampling=1)
+    try:
+      sift.detect_and_extract(gray)
+    except RuntimeError:  # scikit-image raises when an image has no keypoint at all
+      return Features.empty()
+    xy = sift.keypoints[:, ::-1].astype(np.float32) / max(gray.shape)
+    return Features(xy, root_sift(sift.descriptors))
+
+  def inliers(self, query: tuple[Features, Features], ref: Features) -> int:
+    """Consistent matches between the query (or its mirror) and a reference."""
+    best = 0
+    for q in query:
+      i, j = ratio_matches(q.desc, ref.desc, self.ratio)
+      n = affine_inliers(
+          q.xy[i], ref.xy[j], hypotheses=self.hypotheses, tolerance=self.tolerance
+      )
+      best = max(best, n)
+    return best
+
+  def bonus(self, inliers: np.ndarray) -> np.ndarray:
+    """weight x clip((inliers - chance) / span, 0, 1): nothing at chance, all of it when certain."""
+    above = np.clip((np.asarray(inliers, np.float64) - self.chance) / self.span, 0.0, 1.0)
+    return (self.weight * above).astype(np.float32)
