@@ -103,3 +103,16 @@ def test_bad_arguments_exit_2(folders, capsys):
     cli.main(argv + ["--out", "x.csv", "--thumbnail-weight", "1"])
   assert "--model thumbnail" in capsys.readouterr().err
   assert cli.main(["eval", "isc", "--gt", str(folders["gt"])]) == 2
+
+
+def test_verify_lifts_the_copies_above_every_unrelated_query(folders, capsys):
+  out = folders["root"] / "verified.csv"
+  argv = ["copydetect", "--queries", str(folders["queries"]), "--refs", str(folders["refs"])]
+  argv += ["--out", str(out), "--model", "thumbnail", "--k", "2", "--verify", "4", "--no-progress"]
+  assert cli.main(argv) == 1  # the corrupt query
+  summary = json.loads(capsys.readouterr().out)
+  assert summary["protocol"]["verify"] == 4 and summary["predictions"] == 6 * 2
+  preds = isc_io.read_predictions(out)
+  copies = [s for q, r, s in preds if (q, r) in {(f"Q{i:02d}", f"R{i:02d}") for i in range(4)}]
+  others = [s for q, r, s in preds if (q, r) not in {(f"Q{i:02d}", f"R{i:02d}") for i in range(4)}]
+  assert len(copies) == 4 and min(copies) > max(others)  # µAP 1: verified copies come first

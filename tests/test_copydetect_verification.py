@@ -1,0 +1,111 @@
+"""Local-feature verification of copy candidates (provjax/copydetect/verification.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+import pytest
+import skimage.data
+
+from provjax.copydetect import verification
+from provjax.copydetect.detector import CopyDetector, Protocol
+from provjax.copydetect.verification import Verifier
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_ratio_matches_drops_ambiguous_ones_and_keeps_one_per_reference_keypoint():
+  rng = np.random.default_rng(0)
+  r = _unit(rng.normal(size=(6, 128)).astype(np.float32))
+  q = np.stack([
+      r[0],  # exact: kept
+      _unit((r[1] + r[2])[None])[0],  # halfway between two: ambiguous, dropped
+      _unit((r[3] + 0.05 * r[4])[None])[0],  # near r3, second to r0 ...
+      r[3],  # ... and this one is closer to r3: it wins r3
+  ])
+  i, j = verification.ratio_matches(q, r, ratio=0.85)
+  assert sorted(zip(i.tolist(), j.tolist())) == [(0, 0), (3, 3)]
+  assert verification.ratio_matches(q, r[:1], 0.85)[0].size == 0  # needs two neighbours
+
+
+def test_affine_inliers_counts_the_matches_of_one_map_and_refuses_mirrors_and_collapse():
+  rng = np.random.default_rng(1)
+  a = rng.random((60, 2))
+  linear = np.array([[0.8, 0.2], [-0.15, 0.7]])  # rotation + scale + a little shear, det > 0
+  b = a @ linear + np.array([0.1, 0.05])
+  b[40:] = rng.random((20, 2))  # 20 wrong matches
+  kw = dict(hypotheses=256, tolerance=0.01)
+  assert verification.affine_inliers(a, b, **kw) == 40
+  mirrored = (a * np.array([-1.0, 1.0]))[:40]  # x -> -x: only the query's mirror may match it
+  assert verification.affine_inliers(a[:40], mirrored, **kw) <= 3
+  squashed = np.column_stack([a[:40, 0] * 0.05, a[:40, 1]])  # a map that collapses x
+  assert verification.affine_inliers(a[:40], squashed, **kw) <= 3
+  assert verification.affine_inliers(a[:2], b[:2], **kw) == 0  # fewer than 3 matches
+
+
+def test_root_sift_is_the_hellinger_embedding():
+  d = np.array([[1.0, 3.0, 0.0], [2.0, 2.0, 4.0]])
+  e = verification.root_sift(d)
+  np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-6)
+  hellinger = np.sum(np.sqrt(d[0] / d[0].sum() * d[1] / d[1].sum()))
+  np.testing.assert_allclose(e[0] @ e[1], hellinger, rtol=1e-6)
+
+
+def test_bonus_is_zero_at_chance_and_whole_from_chance_plus_span():
+  v = Verifier(chance=5, span=5, weight=2.0)
+  np.testing.assert_allclose(v.bonus(np.array([0, 5, 6, 8, 10, 500])), [0, 0, 0.4, 1.2, 2, 2])
+
+
+def _copy(image: np.ndarray) -> np.ndarray:
+  """A 2/3 crop, rotated 12 degrees and shrunk: a copy a global descriptor may miss."""
+  im = Image.fromarray(image).crop((60, 40, 460, 360))
+  im = im.rotate(12, resample=Image.Resampling.BILINEAR).resize((300, 240))
+  return np.asarray(im)
+
+
+@pytest.fixture(scope="module")
+def photos():
+  return {n: getattr(skimage.data, n)() for n in ("coffee", "astronaut", "chelsea", "rocket")}
+
+
+def test_copies_are_verified_far_above_chance_and_unrelated_photos_are_not(photos):
+  v = Verifier()
+  refs = {n: v.features(im) for n, im in photos.items()}
+  for name in ("coffee", "astronaut"):
+    for query in (_copy(photos[name]), np.ascontiguousarray(_copy(photos[name])[:, ::-1])):
+      feats = v.query_features(query)
+      counts = {n: v.inliers(feats, r) for n, r in refs.items()}
+      assert counts[name] >= 4 * v.chance, counts  # the copy (or its mirror image)
+      assert all(c <= v.chance for n, c in counts.items() if n != name), counts
+
+
+def test_featureless_images_verify_nothing():
+  v = Verifier()
+  flat = np.full((64, 64, 3), 128, np.uint8)
+  assert v.features(flat).desc.shape == (0, 128)
+  assert v.inliers(v.query_features(flat), v.features(skimage.data.coffee())) == 0
+  assert v.features(np.zeros((8, 300, 3), np.uint8)).xy.shape == (0, 2)  # too small
+
+
+def test_verify_top_adds_the_bonus_to_the_best_candidates_and_keeps_k(photos):
+  names = list(photos)
+  queries = [_copy(photos["chelsea"]), _copy(photos["rocket"])]
+  det = CopyDetector(None, 0, Protocol(k=2, verify=3))
+  assert det.protocol.depth == 3
+  # Search order that ranks each copy's reference last among its 3 candidates.
+  qi = np.array([0, 0, 0, 1, 1, 1])
+  ri = np.array([0, 1, 2, 0, 1, 3])
+  scores = np.array([0.9, 0.8, 0.1, 0.9, 0.8, 0.1], np.float32)
+  got_q, got_r, got_s = det.verify_top(
+      qi, ri, scores, lambda i: queries[i], lambda j: photos[names[j]], n_queries=2
+  )
+  assert got_q.tolist() == [0, 0, 1, 1]  # k = 2 per query
+  assert got_r[0] == 2 and got_r[2] == 3  # each copy's reference now ranks first
+  assert got_s[0] == pytest.approx(0.1 + det.protocol.verify_weight)
+  glob = CopyDetector(None, 0, Protocol(k=1, verify=3, search="global"))
+  got_q, got_r, _ = glob.verify_top(
+      qi, ri, scores, lambda i: queries[i], lambda j: photos[names[j]], n_queries=2
+  )
+  assert sorted(zip(got_q.tolist(), got_r.tolist())) == [(0, 2), (1, 3)]  # budget 2 x 1
