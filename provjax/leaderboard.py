@@ -166,6 +166,12 @@ TABLES = (
                 {"micro_ap": "µAP", "recall_at_p90": "RP90", "recall_at_rank1": "R@1"},
             ),
             Select(
+                "copydetect-synth",
+                r"^Test \(synthetic held-back split\): (?P<method>with verification) \(chosen\)/"
+                r"(?P<column>[a-z_0-9]+)$",
+                {"micro_ap": "µAP", "recall_at_p90": "RP90", "recall_at_rank1": "R@1"},
+            ),
+            Select(
                 "isc",
                 r"^(?P<column>micro_ap|recall_at_p90|recall_at_rank1)$",
                 {"micro_ap": "µAP", "recall_at_p90": "RP90", "recall_at_rank1": "R@1"},
@@ -175,7 +181,8 @@ TABLES = (
         ),
         note=(
             "method = descriptor / score normalisation / query crops / matcher re-scores"
-            " (/ thumbnail share, from copynce.synth-v2)"
+            " (/ thumbnail share, from copynce.synth-v2); 'with verification': copynce.synth-v3,"
+            " SIFT + RANSAC re-scoring of each query's best candidates"
         ),
     ),
     Table(

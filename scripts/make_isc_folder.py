@@ -6,7 +6,9 @@
     provjax eval isc --gt OUT_DIR/gt.csv --preds preds.csv
     python scripts/make_isc_folder.py score OUT_DIR preds.csv   # per query family
 
-The photographs are shuffled and dealt into three disjoint parts: references
+Photographs of one source group (provjax.data.folder.group_key: frames of one
+video, views of one scene, one calibration series) are related, so only the
+first of each group is used. They are shuffled and dealt into three disjoint parts: references
 (R*.jpg), unmatched originals and the background set (B*.jpg). Each
 reference gets one query made by a family of `provjax.transforms.copy_recipe`
 (families cycled), each unmatched original a query of the same families, so
@@ -27,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from provjax.copydetect import isc_io
+from provjax.data import folder
 from provjax.data.images import list_images, read_image
 from provjax.metrics import isc
 from provjax.transforms import copy_recipe
@@ -42,7 +45,11 @@ def _load(path: Path) -> np.ndarray:
 
 def make(photos: str, out: str, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
-  paths = list_images(photos)
+  paths, seen = [], set()
+  for path in list_images(photos):  # one photograph per source group
+    if folder.group_key(path.stem) not in seen:
+      seen.add(folder.group_key(path.stem))
+      paths.append(path)
   order = rng.permutation(len(paths))
   n_ref = len(paths) * 2 // 5
   n_unmatched = len(paths) * 2 // 5

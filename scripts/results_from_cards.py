@@ -30,8 +30,11 @@ RELEASED_BY = {
 
 def _released_by(name: str, arch: str) -> str:
   """The script that measured a card. Re-releases of other weights (`weights_of`) have their
-  own: a new operating point for a descriptor (`calibrated_with`) or a new search mix."""
+  own: a new operating point for a descriptor (`calibrated_with`), a new search mix, or
+  verification added to a copy-detection protocol."""
   stored = weights.read_config(name)
+  if "weights_of" in stored and arch == "copynce":
+    return "scripts/release_copydetect_verification.py"
   if "weights_of" in stored:
     if "calibrated_with" in stored:
       return "scripts/release_simprov_operating_point.py"

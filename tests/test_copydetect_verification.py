@@ -19,12 +19,14 @@ def _unit(x):
 def test_ratio_matches_drops_ambiguous_ones_and_keeps_one_per_reference_keypoint():
   rng = np.random.default_rng(0)
   r = _unit(rng.normal(size=(6, 128)).astype(np.float32))
-  q = np.stack([
-      r[0],  # exact: kept
-      _unit((r[1] + r[2])[None])[0],  # halfway between two: ambiguous, dropped
-      _unit((r[3] + 0.05 * r[4])[None])[0],  # near r3, second to r0 ...
-      r[3],  # ... and this one is closer to r3: it wins r3
-  ])
+  q = np.stack(
+      [
+          r[0],  # exact: kept
+          _unit((r[1] + r[2])[None])[0],  # halfway between two: ambiguous, dropped
+          _unit((r[3] + 0.05 * r[4])[None])[0],  # near r3, second to r0 ...
+          r[3],  # ... and this one is closer to r3: it wins r3
+      ]
+  )
   i, j = verification.ratio_matches(q, r, ratio=0.85)
   assert sorted(zip(i.tolist(), j.tolist())) == [(0, 0), (3, 3)]
   assert verification.ratio_matches(q, r[:1], 0.85)[0].size == 0  # needs two neighbours

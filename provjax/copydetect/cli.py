@@ -13,7 +13,7 @@ import sys
 
 from provjax.data.images import failure_line
 
-DEFAULT_MODEL = "copynce.synth-v2"
+DEFAULT_MODEL = "copynce.synth-v3"
 TRACK_DIM = 256  # the most dimensions DISC21's descriptor track accepts
 
 EPILOG = """\

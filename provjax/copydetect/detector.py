@@ -193,23 +193,27 @@ class CopyDetector:
     refs = np.stack([r[j] for j in ri])
     return matcher_task.score_pairs(self.matcher, queries, refs, self.batch_size)
 
-  def verify_top(self, qi, ri, scores, load_query, load_ref, n_queries: int):
+  def verify_top(self, qi, ri, scores, load_query, load_ref, n_queries: int, memo=None):
     """Each query's `protocol.verify` best candidates get the verification bonus; k kept.
 
     Predictions come in as `search` gives them (`protocol.depth` deep); the result is k per
     query (knn) or the n_queries x k best overall (global), re-ordered by the new scores.
     `load_query(i)` / `load_ref(j)` return decoded images, read only for the candidates.
+    `memo` (a dict) keeps inlier counts across calls that verify the same pairs.
     """
     p = self.protocol
     verifier = verification.Verifier(weight=p.verify_weight)
+    memo = {} if memo is None else memo
     qi, ri, scores = (np.asarray(x) for x in (qi, ri, scores))
     order = np.lexsort((-scores, qi))
     rank = np.empty(len(qi), np.int64)
     rank[order] = np.arange(len(qi)) - np.searchsorted(qi[order], qi[order])
     picked = np.nonzero(rank < p.verify)[0]
-    queries = {i: verifier.query_features(load_query(i)) for i in np.unique(qi[picked])}
-    refs = {j: verifier.features(load_ref(j)) for j in np.unique(ri[picked])}
-    inliers = np.array([verifier.inliers(queries[qi[n]], refs[ri[n]]) for n in picked])
+    todo = [(int(qi[n]), int(ri[n])) for n in picked if (int(qi[n]), int(ri[n])) not in memo]
+    queries = {i: verifier.query_features(load_query(i)) for i in {i for i, _ in todo}}
+    refs = {j: verifier.features(load_ref(j)) for j in {j for _, j in todo}}
+    memo.update({(i, j): verifier.inliers(queries[i], refs[j]) for i, j in todo})
+    inliers = np.array([memo[int(qi[n]), int(ri[n])] for n in picked], np.int64)
     scores = scores.astype(np.float32)
     scores[picked] += verifier.bonus(inliers)
     if p.search == "global":

@@ -1,0 +1,30 @@
+"""Release copy-detection descriptor weights again with local-feature verification chosen.
+
+    python scripts/make_isc_folder.py make ~/provjax-photos /tmp/isc-dev --seed 1
+    python scripts/release_copydetect_verification.py copynce.synth-v2 \
+        --dev /tmp/isc-dev --tag synth-v3
+
+The development folder is made from photographs the test data never holds (here the
+training photo folder; the held-out photographs stay for testing). How many candidates per
+query are verified and the bonus's weight are chosen there by µAP; see
+provjax.copydetect.release.release_verification.
+"""
+
+import argparse
+import json
+
+from provjax.copydetect.release import release_verification
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("descriptor", help="released descriptor weights (arch.tag)")
+  p.add_argument("--dev", required=True, help="an ISC folder (scripts/make_isc_folder.py make)")
+  p.add_argument("--tag", required=True, help="the new release is copynce.<tag>")
+  args = p.parse_args()
+  out = release_verification(args.descriptor, args.tag, args.dev)
+  print(json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+  main()
