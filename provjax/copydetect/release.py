@@ -467,6 +467,9 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
           "Chosen on the development folder": {
               **chosen,
               "dev micro_ap": best[1]["micro_ap"],
+              "dev references": len(dev_data["refs"]),
+              "dev queries": len(dev_data["queries"]),
+              "dev background": len(dev_background),
               "unrelated candidate pairs verified": len(unrelated),
               "most inliers of an unrelated pair": max(unrelated),
               "chance (verification.CHANCE)": verification.CHANCE,
