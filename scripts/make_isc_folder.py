@@ -1,6 +1,6 @@
 """Turn a folder of photographs into an ISC-style copy-detection benchmark on disk.
 
-    python scripts/make_isc_folder.py make PHOTOS_DIR OUT_DIR [--seed 0]
+    python scripts/make_isc_folder.py make PHOTOS_DIR OUT_DIR [--seed 0] [--copies N] [--bundled]
     provjax copydetect --queries OUT_DIR/queries --refs OUT_DIR/refs \
         --background OUT_DIR/background --out preds.csv
     provjax eval isc --gt OUT_DIR/gt.csv --preds preds.csv
@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from provjax.copydetect import isc_io
-from provjax.data import folder
+from provjax.data import folder, splits
+from provjax.data.photos import sample_photos
 from provjax.data.images import list_images, read_image
 from provjax.metrics import isc
 from provjax.transforms import copy_recipe
@@ -37,19 +38,28 @@ from provjax.transforms import copy_recipe
 MAX_SIDE = 512  # photographs are reduced to this longer side first (wallpapers are 4K)
 
 
-def _load(path: Path) -> np.ndarray:
-  im = Image.fromarray(read_image(path))
+def _load(source) -> np.ndarray:
+  """A photograph file, or an image already decoded, reduced to MAX_SIDE."""
+  image = read_image(source) if isinstance(source, Path) else source
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, axis=2)
+  im = Image.fromarray(np.ascontiguousarray(image[..., :3]))
   im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
   return np.asarray(im)
 
 
-def make(photos: str, out: str, seed: int = 0) -> dict:
+def make(photos: str, out: str, seed: int = 0, copies: int = 1, bundled: bool = False) -> dict:
   rng = np.random.default_rng(seed)
   paths, seen = [], set()
   for path in list_images(photos):  # one photograph per source group
     if folder.group_key(path.stem) not in seen:
       seen.add(folder.group_key(path.stem))
       paths.append(path)
+  if bundled:  # and the bundled sample photographs, one per source group
+    for name, image in sample_photos():
+      if splits.bundled_group(name) not in seen:
+        seen.add(splits.bundled_group(name))
+        paths.append(image)
   order = rng.permutation(len(paths))
   n_ref = len(paths) * 2 // 5
   n_unmatched = len(paths) * 2 // 5
@@ -62,6 +72,7 @@ def make(photos: str, out: str, seed: int = 0) -> dict:
   donors = [_load(p) for p in unmatched[:16]]
   families = copy_recipe.QUERY_FAMILIES
   jobs = [(p, f"R{i:05d}") for i, p in enumerate(refs)] + [(p, "") for p in unmatched]
+  jobs = jobs * copies  # `copies` queries of every reference and unmatched original
   jobs = [jobs[i] for i in rng.permutation(len(jobs))]
   gt, fams = [], []
   for qi, (path, ref_id) in enumerate(jobs):
@@ -116,12 +127,18 @@ def main() -> None:
   m.add_argument("photos")
   m.add_argument("out")
   m.add_argument("--seed", type=int, default=0)
+  m.add_argument(
+      "--copies", type=int, default=1, help="queries made of each photograph (more copies)"
+  )
+  m.add_argument(
+      "--bundled", action="store_true", help="add the bundled sample photographs as sources"
+  )
   s = sub.add_parser("score", help="overall and per-family metrics of a prediction CSV")
   s.add_argument("folder")
   s.add_argument("preds")
   args = p.parse_args()
   if args.mode == "make":
-    print(json.dumps(make(args.photos, args.out, args.seed)))
+    print(json.dumps(make(args.photos, args.out, args.seed, args.copies, args.bundled)))
   else:
     print(json.dumps(score(args.folder, args.preds), indent=1))
 

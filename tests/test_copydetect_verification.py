@@ -111,3 +111,10 @@ def test_verify_top_adds_the_bonus_to_the_best_candidates_and_keeps_k(photos):
       qi, ri, scores, lambda i: queries[i], lambda j: photos[names[j]], n_queries=2
   )
   assert sorted(zip(got_q.tolist(), got_r.tolist())) == [(0, 2), (1, 3)]  # budget 2 x 1
+
+
+def test_query_upsampling_finds_finer_keypoints_in_the_query_only(photos):
+  small = np.asarray(Image.fromarray(photos["coffee"]).resize((160, 120)))
+  coarse, fine = Verifier(), Verifier(query_upsampling=2)
+  assert len(fine.query_features(small)[0].xy) > len(coarse.query_features(small)[0].xy)
+  np.testing.assert_array_equal(fine.features(small).xy, coarse.features(small).xy)

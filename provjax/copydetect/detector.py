@@ -87,15 +87,25 @@ class Protocol:
   backend: str = "exact"  # "exact" (JAX matmul top-k) or "scann" (approximate, large galleries)
   # The 16 x 16 thumbnail's share w of every similarity (see `with_thumbnail`); 0: descriptor only.
   thumbnail_weight: float = 0.0
-  # Each query's best `verify` candidates get the local-feature bonus (verification.py), up to
-  # `verify_weight`; the search then gathers max(k, verify) per query and keeps k after it.
+  # Each query's best `verify` candidates get the local-feature bonus (verification.py): up to
+  # `verify_weight` for inliers above `verify_chance`, the query's keypoints found with
+  # `verify_upsampling`. The search then gathers max(k, verify) per query and keeps k after it.
   verify: int = 0
   verify_weight: float = verification.Verifier.weight
+  verify_chance: int = verification.Verifier.chance
+  verify_upsampling: int = verification.Verifier.query_upsampling
 
   @property
   def depth(self) -> int:
     """Candidates per query the search gathers."""
     return max(self.k, self.verify)
+
+  def verifier(self) -> verification.Verifier:
+    return verification.Verifier(
+        query_upsampling=self.verify_upsampling,
+        chance=self.verify_chance,
+        weight=self.verify_weight,
+    )
 
 
 @dataclasses.dataclass
@@ -199,10 +209,11 @@ class CopyDetector:
     Predictions come in as `search` gives them (`protocol.depth` deep); the result is k per
     query (knn) or the n_queries x k best overall (global), re-ordered by the new scores.
     `load_query(i)` / `load_ref(j)` return decoded images, read only for the candidates.
-    `memo` (a dict) keeps inlier counts across calls that verify the same pairs.
+    `memo` (a dict) keeps inlier counts across calls that verify the same pairs with the
+    same `verify_upsampling`.
     """
     p = self.protocol
-    verifier = verification.Verifier(weight=p.verify_weight)
+    verifier = p.verifier()
     memo = {} if memo is None else memo
     qi, ri, scores = (np.asarray(x) for x in (qi, ri, scores))
     order = np.lexsort((-scores, qi))

@@ -103,15 +103,10 @@ class Bench:
       rescore: int = 0,
       query_crops: str = "none",
       thumbnail_weight: float = 0.0,
-      verify: int = 0,
-      verify_weight: float = 0.0,
+      **verification,
   ):
     self.det.protocol = Protocol(
-        score_norm=score_norm,
-        rescore=rescore,
-        query_crops=query_crops,
-        verify=verify,
-        verify_weight=verify_weight,
+        score_norm=score_norm, rescore=rescore, query_crops=query_crops, **verification
     )
     mix = lambda pair: with_thumbnail(*pair, thumbnail_weight)
     q, owner = self.queries[split, query_crops]
@@ -120,8 +115,10 @@ class Bench:
     load_q, load_r = data["queries"].__getitem__, data["refs"].__getitem__
     if rescore:
       qi, ri, s = self.det.rescore_top(qi, ri, s, load_q, load_r)
-    if verify:
-      memo = self.inliers.setdefault(split, {})  # the same pairs recur across weights and depths
+    if self.det.protocol.verify:
+      # The same pairs recur across depths, chances and weights; their keypoints depend only
+      # on the query's upsampling.
+      memo = self.inliers.setdefault((split, self.det.protocol.verify_upsampling), {})
       qi, ri, s = self.det.verify_top(qi, ri, s, load_q, load_r, len(data["queries"]), memo)
     return qi, ri, s
 
@@ -359,10 +356,11 @@ def _card(name, config, workdir, step, summary, counts, tables) -> cards.Card:
   )
 
 
-# Candidates per query verified by local features, and the bonus's weight, compared on the
-# development folder (0: no verification).
+# Local-feature verification compared on the development folder: candidates verified per
+# query (0: none), the query's SIFT upsampling, and the inliers that earn no bonus.
 VERIFY_DEPTHS = (0, 10, 20, 30)
-VERIFY_WEIGHTS = (1.0, 2.0, 4.0)
+VERIFY_UPSAMPLING = (1, 2)
+VERIFY_CHANCES = (4, 5, 6, 7, 8)
 
 
 def folder_benchmark(folder: str) -> tuple[dict, list[np.ndarray]]:
@@ -397,8 +395,9 @@ def folder_benchmark(folder: str) -> tuple[dict, list[np.ndarray]]:
 def release_verification(descriptor: str, tag: str, dev: str) -> dict:
   """Released descriptor weights again as `copynce.<tag>`, with local-feature verification.
 
-  How many candidates per query are verified and the bonus's weight are chosen on `dev`, an
-  ISC folder of photographs (never the test data); the rest of the released protocol stays.
+  How many candidates per query are verified, the query's SIFT upsampling and the inliers
+  that earn no bonus are chosen on `dev`, an ISC folder of photographs (never the test data);
+  the rest of the released protocol stays.
   The card holds those rows and the synthetic `test` benchmark with and without verification.
   The weights are the same bit for bit.
   """
@@ -411,18 +410,23 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
   dev_data, dev_background = folder_benchmark(dev)
   dev_bench = Bench(CopyDetector(model, size, Protocol()), {"dev": dev_data}, dev_background)
   dev_rows, best = [], None
-  for depth in VERIFY_DEPTHS:
-    for w in VERIFY_WEIGHTS if depth else (0.0,):
-      m = dev_bench.measure("dev", **base, verify=depth, verify_weight=w)
-      label = f"verify {depth}, weight {cards.fmt(w)}" if depth else "no verification"
-      dev_rows.append({"protocol": label, **m})
-      if best is None or m["micro_ap"] > best[1]["micro_ap"]:
-        best = ({"verify": depth, "verify_weight": w}, m)
+  grid = [{"verify": 0}] + [
+      {"verify": depth, "verify_upsampling": up, "verify_chance": chance}
+      for depth in VERIFY_DEPTHS[1:]
+      for up in VERIFY_UPSAMPLING
+      for chance in VERIFY_CHANCES
+  ]
+  for option in grid:
+    m = dev_bench.measure("dev", **base, **option)
+    label = ", ".join(f"{k.removeprefix('verify_')} {v}" for k, v in option.items())
+    dev_rows.append({"protocol": label, **m})
+    if best is None or m["micro_ap"] > best[1]["micro_ap"]:
+      best = (option, m)
   chosen = best[0]
   truth = set(dev_data["pairs"])
   unrelated = [
       n
-      for (i, j), n in dev_bench.inliers["dev"].items()
+      for (i, j), n in dev_bench.inliers["dev", chosen.get("verify_upsampling", 1)].items()
       if (dev_data["query_ids"][i], dev_data["ref_ids"][j]) not in truth
   ]
   test = {"test": _benchmark(config, "test")}
@@ -453,8 +457,9 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
       name=name,
       summary=(
           f"The weights of `{descriptor}` with local-feature verification in the protocol: each "
-          f"query's {chosen['verify']} best candidates gain up to {cards.fmt(chosen['verify_weight'])} "
-          "when SIFT matches that one affine map explains exceed chance "
+          f"query's {chosen['verify']} best candidates gain up to "
+          f"{cards.fmt(verification.Verifier.weight)} when the SIFT matches that one affine map "
+          f"explains exceed {chosen.get('verify_chance')} "
           "(provjax/copydetect/verification.py). Chosen on a development folder of photographs; "
           "the synthetic test split below never chose anything."
       ),
@@ -472,7 +477,7 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
               "dev background": len(dev_background),
               "unrelated candidate pairs verified": len(unrelated),
               "most inliers of an unrelated pair": max(unrelated),
-              "chance (verification.CHANCE)": verification.CHANCE,
+              "bonus weight": verification.Verifier.weight,
           },
           "Test benchmark": {
               "test references": len(test["test"]["refs"]),
@@ -481,7 +486,7 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
       },
       tables=tables,
   )
-  protocol = {**pre["protocol"], **chosen}
+  protocol = {**pre["protocol"], **chosen, "verify_weight": verification.Verifier.weight}
   _export(model, card, PAPER, {**pre, "protocol": protocol}, weights_of=descriptor)
   return {"chosen": chosen, "dev": dev_rows, "test": test_rows, "families": fam}
 

@@ -8,14 +8,15 @@
 A global descriptor ranks references by their overall look. A copy that is a
 crop, sits inside another image, or was rotated shares only part of that look,
 while unrelated photographs with the same palette look alike. Counting the
-keypoint matches that a single affine map explains separates the two: on the
-development folder of copynce.synth-v3's card (`scripts/make_isc_folder.py`
-over the training photo folder) none of 946 unrelated candidate pairs reached
-more than `CHANCE` such matches, while most copies reach tens to hundreds. That
-count re-scores each query's best candidates; it never removes one.
+keypoint matches that a single affine map explains separates the two: unrelated
+pairs reach a handful by chance (the most on the development folder of
+copynce.synth-v3's card is in that card), copies tens to hundreds. The count
+above `chance` re-scores each query's best candidates; it never removes one.
 
 Keypoints and descriptors: scikit-image's SIFT (Lowe, IJCV 2004) on the
-grayscale image with its longer side at `side` pixels. Descriptors become
+grayscale image with its longer side at `side` pixels; the query's scale space
+may start `query_upsampling` times finer, for copies that fill a small part of
+it (image-in-image). Descriptors become
 RootSIFT (Arandjelovic & Zisserman, CVPR 2012: L1-normalised, square root), so
 a dot product is the Hellinger kernel. Matching: Lowe's ratio test, then one
 match per reference keypoint. Geometry: RANSAC over 3-point affine hypotheses,
@@ -32,10 +33,6 @@ import warnings
 import numpy as np
 from PIL import Image
 from skimage.feature import SIFT
-
-# Inliers an unrelated pair may reach: the most of any unrelated candidate pair on the
-# development folder (`release_verification` measures it into the card).
-CHANCE = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,24 +124,26 @@ class Verifier:
   ratio: float = 0.85  # Lowe's ratio test
   hypotheses: int = 256  # RANSAC affine hypotheses per pair
   tolerance: float = 0.02  # inlier distance, in units of the reference's longer side
-  chance: int = CHANCE
+  query_upsampling: int = 1  # 2: the query's first octave at twice its resolution
+  chance: int = 5  # inliers that earn no bonus (what unrelated pairs reach)
   span: int = 5  # inliers above chance at which the bonus is whole
-  weight: float = 2.0  # the whole bonus, added to the search score
+  weight: float = 1.0  # the whole bonus, added to the search score
 
   def features(self, image: np.ndarray) -> Features:
     """Keypoints and RootSIFT descriptors of a decoded image (none for a featureless one)."""
-    gray = grayscale(image, self.side)
-    return self._features(gray)
+    return self._features(grayscale(image, self.side), upsampling=1)
 
   def query_features(self, image: np.ndarray) -> tuple[Features, Features]:
     """Features of the query and of its mirror image."""
     gray = grayscale(image, self.side)
-    return self._features(gray), self._features(np.ascontiguousarray(gray[:, ::-1]))
+    mirror = np.ascontiguousarray(gray[:, ::-1])
+    up = self.query_upsampling
+    return self._features(gray, upsampling=up), self._features(mirror, upsampling=up)
 
-  def _features(self, gray: np.ndarray) -> Features:
+  def _features(self, gray: np.ndarray, upsampling: int) -> Features:
     if min(gray.shape) < 16:
       return Features.empty()
-    sift = SIFT(upsampling=1)
+    sift = SIFT(upsampling=upsampling)
     try:
       # Flat regions divide by zero inside scikit-image's subpixel step; those candidates
       # are dropped there, so the warnings say nothing to a user.
