@@ -304,10 +304,11 @@ class Copy:
   def __init__(self, name: str, gallery, out: Path, batch_size: int, progress: bool):
     from provjax.copydetect.detector import CopyDetector
 
-    # Descriptor similarity only (no matcher is loaded), k nearest per image; the release's
-    # score normalisation needs a background set, which a gallery of originals is not.
+    # Descriptor similarity only (no matcher, no local-feature verification), k nearest per
+    # image; the release's score normalisation needs a background set, which a gallery of
+    # originals is not.
     self.detector = CopyDetector.load(
-        name, matcher="", search="knn", k=COPY_TOP, score_norm="none", pcaw=0
+        name, matcher="", search="knn", k=COPY_TOP, score_norm="none", pcaw=0, verify=0
     )
     self.detector.batch_size = batch_size
     self.header, self.gallery = {"model": name}, gallery
