@@ -118,3 +118,18 @@ def test_query_upsampling_finds_finer_keypoints_in_the_query_only(photos):
   coarse, fine = Verifier(), Verifier(query_upsampling=2)
   assert len(fine.query_features(small)[0].xy) > len(coarse.query_features(small)[0].xy)
   np.testing.assert_array_equal(fine.features(small).xy, coarse.features(small).xy)
+
+
+def test_mirrored_features_are_what_sift_finds_on_the_mirror_image(photos):
+  v = Verifier()
+  image = photos["astronaut"]
+  derived = verification.mirrored(v.features(image))
+  found = v.features(np.ascontiguousarray(image[:, ::-1]))
+  # The mirror's keypoints sit at x -> (width - 1) - x, in units of the longer side.
+  gray = verification.grayscale(image, v.side)
+  shifted = derived.xy + np.array([(gray.shape[1] - 1) / max(gray.shape), 0.0], np.float32)
+  dist = np.linalg.norm(shifted[:, None] - found.xy[None], axis=-1)
+  i, j = np.nonzero(dist < 1e-3)
+  assert len(i) > len(found.xy) // 2, (len(i), len(found.xy))
+  cos = np.sum(derived.desc[i] * found.desc[j], axis=1)
+  assert np.median(cos) > 0.85, np.median(cos)

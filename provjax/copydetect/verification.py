@@ -22,7 +22,8 @@ a dot product is the Hellinger kernel. Matching: Lowe's ratio test, then one
 match per reference keypoint. Geometry: RANSAC over 3-point affine hypotheses,
 all scored at once, keeping only maps that neither mirror nor collapse the image
 (a degenerate map can put many wrong matches within tolerance of one spot). A
-mirrored copy is found by matching the query's mirror image too.
+mirrored copy is found by matching the query's mirror image too (its features
+derived from the query's, `mirrored`).
 """
 
 from __future__ import annotations
@@ -116,6 +117,21 @@ def affine_inliers(
   return int(close.sum(axis=1).max())
 
 
+def mirrored(found: Features, n_hist: int = 4, n_ori: int = 8) -> Features:
+  """The features of the mirror image (x -> -x), derived instead of found again.
+
+  SIFT finds the mirror image's keypoints at the mirrored places; a mirrored keypoint's
+  descriptor is its histogram with the spatial columns reversed and the orientation bins
+  negated (scikit-image's layout: rows x columns x orientations). Measured on the astronaut
+  photo against SIFT run on the mirror image: median cosine 0.93, the rest from scikit-image's
+  orientation estimate, which is not exactly mirror-symmetric. An affine fit absorbs the
+  offset of x -> width - x, so -x does.
+  """
+  d = found.desc.reshape(-1, n_hist, n_hist, n_ori)[:, :, ::-1]
+  d = d[..., (-np.arange(n_ori)) % n_ori].reshape(found.desc.shape)
+  return Features(found.xy * np.array([-1.0, 1.0], np.float32), np.ascontiguousarray(d))
+
+
 @dataclasses.dataclass(frozen=True)
 class Verifier:
   """SIFT + RANSAC verification and the score bonus it gives (module docstring)."""
@@ -134,11 +150,9 @@ class Verifier:
     return self._features(grayscale(image, self.side), upsampling=1)
 
   def query_features(self, image: np.ndarray) -> tuple[Features, Features]:
-    """Features of the query and of its mirror image."""
-    gray = grayscale(image, self.side)
-    mirror = np.ascontiguousarray(gray[:, ::-1])
-    up = self.query_upsampling
-    return self._features(gray, upsampling=up), self._features(mirror, upsampling=up)
+    """Features of the query and of its mirror image (`mirrored`)."""
+    found = self._features(grayscale(image, self.side), upsampling=self.query_upsampling)
+    return found, mirrored(found)
 
   def _features(self, gray: np.ndarray, upsampling: int) -> Features:
     if min(gray.shape) < 16:
