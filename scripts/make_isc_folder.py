@@ -33,33 +33,28 @@ from provjax.data import folder, splits
 from provjax.data.photos import sample_photos
 from provjax.data.images import list_images, read_image
 from provjax.metrics import isc
-from provjax.transforms import copy_recipe
+from provjax.transforms import copy_recipe, core
 
 MAX_SIDE = 512  # photographs are reduced to this longer side first (wallpapers are 4K)
 
 
 def _load(source) -> np.ndarray:
   """A photograph file, or an image already decoded, reduced to MAX_SIDE."""
-  image = read_image(source) if isinstance(source, Path) else source
-  if image.ndim == 2:
-    image = np.repeat(image[..., None], 3, axis=2)
-  im = Image.fromarray(np.ascontiguousarray(image[..., :3]))
+  image = read_image(source) if isinstance(source, Path) else core.as_rgb_uint8(source)
+  im = Image.fromarray(image)
   im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
   return np.asarray(im)
 
 
 def make(photos: str, out: str, seed: int = 0, copies: int = 1, bundled: bool = False) -> dict:
   rng = np.random.default_rng(seed)
-  paths, seen = [], set()
-  for path in list_images(photos):  # one photograph per source group
-    if folder.group_key(path.stem) not in seen:
-      seen.add(folder.group_key(path.stem))
-      paths.append(path)
-  if bundled:  # and the bundled sample photographs, one per source group
-    for name, image in sample_photos():
-      if splits.bundled_group(name) not in seen:
-        seen.add(splits.bundled_group(name))
-        paths.append(image)
+  sources = [(folder.group_key(p.stem), p) for p in list_images(photos)]
+  if bundled:
+    sources += [(splits.bundled_group(name), image) for name, image in sample_photos()]
+  by_group = {}
+  for group, source in sources:  # one photograph per source group, the first
+    by_group.setdefault(group, source)
+  paths = list(by_group.values())
   order = rng.permutation(len(paths))
   n_ref = len(paths) * 2 // 5
   n_unmatched = len(paths) * 2 // 5

@@ -159,13 +159,11 @@ def cmd_copydetect(args) -> int:
       isc_io.write_descriptors(path, got["ids"], got.get("whole", got["vectors"]))
   background = found["background"]["vectors"] if "background" in found else None
   qi, ri, scores = det.search(q["vectors"], r["vectors"], background, owner=q["owner"])
+  load_q = lambda i: read_image(q["paths"][i])
+  load_r = lambda j: read_image(r["paths"][j])
   if det.protocol.rescore and det.matcher is not None:
-    load_q = lambda i: read_image(q["paths"][i])
-    load_r = lambda j: read_image(r["paths"][j])
     qi, ri, scores = det.rescore_top(qi, ri, scores, load_q, load_r)
   if det.protocol.verify:
-    load_q = lambda i: read_image(q["paths"][i])
-    load_r = lambda j: read_image(r["paths"][j])
     qi, ri, scores = det.verify_top(qi, ri, scores, load_q, load_r, len(q["ids"]))
   preds = [(q["ids"][i], r["ids"][j], float(s)) for i, j, s in zip(qi, ri, scores)]
   isc_io.write_predictions(args.out, preds)

@@ -32,12 +32,20 @@ from provjax.tasks import copynce_matcher as matcher_task
 THUMBNAIL = "thumbnail"
 
 
+def rank_in_query(qi: np.ndarray, scores: np.ndarray) -> np.ndarray:
+  """Each prediction's rank (0: best) among its query's predictions."""
+  order = np.lexsort((-scores, qi))
+  rank = np.empty(len(qi), np.int64)
+  rank[order] = np.arange(len(qi)) - np.searchsorted(qi[order], qi[order])
+  return rank
+
+
 def top_per_query(qi: np.ndarray, ri: np.ndarray, scores: np.ndarray, n: int):
   """Each query's `n` best predictions (index arrays), grouped by query, best first."""
+  keep = rank_in_query(qi, scores) < n
+  qi, ri, scores = qi[keep], ri[keep], scores[keep]
   order = np.lexsort((-scores, qi))
-  qi, ri, scores = qi[order], ri[order], scores[order]
-  keep = (np.arange(len(qi)) - np.searchsorted(qi, qi)) < n  # rank within the query's list
-  return qi[keep], ri[keep], scores[keep]
+  return qi[order], ri[order], scores[order]
 
 
 def query_views(image: np.ndarray, scheme: str) -> list[np.ndarray]:
@@ -209,22 +217,22 @@ class CopyDetector:
     Predictions come in as `search` gives them (`protocol.depth` deep); the result is k per
     query (knn) or the n_queries x k best overall (global), re-ordered by the new scores.
     `load_query(i)` / `load_ref(j)` return decoded images, read only for the candidates.
-    `memo` (a dict) keeps inlier counts across calls that verify the same pairs with the
-    same `verify_upsampling`.
+    `memo` (a dict) keeps features and inlier counts across calls that verify the same
+    images with the same `verify_upsampling`.
     """
     p = self.protocol
     verifier = p.verifier()
     memo = {} if memo is None else memo
+    queries, refs, counts = (memo.setdefault(k, {}) for k in ("queries", "refs", "inliers"))
     qi, ri, scores = (np.asarray(x) for x in (qi, ri, scores))
-    order = np.lexsort((-scores, qi))
-    rank = np.empty(len(qi), np.int64)
-    rank[order] = np.arange(len(qi)) - np.searchsorted(qi[order], qi[order])
-    picked = np.nonzero(rank < p.verify)[0]
-    todo = [(int(qi[n]), int(ri[n])) for n in picked if (int(qi[n]), int(ri[n])) not in memo]
-    queries = {i: verifier.query_features(load_query(i)) for i in {i for i, _ in todo}}
-    refs = {j: verifier.features(load_ref(j)) for j in {j for _, j in todo}}
-    memo.update({(i, j): verifier.inliers(queries[i], refs[j]) for i, j in todo})
-    inliers = np.array([memo[int(qi[n]), int(ri[n])] for n in picked], np.int64)
+    picked = np.nonzero(rank_in_query(qi, scores) < p.verify)[0]
+    for i, j in {(int(qi[n]), int(ri[n])) for n in picked} - counts.keys():
+      if i not in queries:
+        queries[i] = verifier.query_features(load_query(i))
+      if j not in refs:
+        refs[j] = verifier.features(load_ref(j))
+      counts[i, j] = verifier.inliers(queries[i], refs[j])
+    inliers = np.array([counts[int(qi[n]), int(ri[n])] for n in picked], np.int64)
     scores = scores.astype(np.float32)
     scores[picked] += verifier.bonus(inliers)
     if p.search == "global":

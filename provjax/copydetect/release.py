@@ -91,7 +91,7 @@ class Bench:
         owner = np.repeat(np.arange(len(views)), [len(v) for v in views])
         self.queries[split, crops] = self._describe([v for vs in views for v in vs]), owner
     self.background = self._describe(background)
-    self.inliers = {}
+    self.verified = {}  # (split, query upsampling) -> verify_top's memo
 
   def _describe(self, images):
     return self.det.describe(images), thumbnail(images) if self.learned else None
@@ -116,9 +116,9 @@ class Bench:
     if rescore:
       qi, ri, s = self.det.rescore_top(qi, ri, s, load_q, load_r)
     if self.det.protocol.verify:
-      # The same pairs recur across depths, chances and weights; their keypoints depend only
+      # The same images and pairs recur across depths and chances; their keypoints depend only
       # on the query's upsampling.
-      memo = self.inliers.setdefault((split, self.det.protocol.verify_upsampling), {})
+      memo = self.verified.setdefault((split, self.det.protocol.verify_upsampling), {})
       qi, ri, s = self.det.verify_top(qi, ri, s, load_q, load_r, len(data["queries"]), memo)
     return qi, ri, s
 
@@ -426,7 +426,9 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
   truth = set(dev_data["pairs"])
   unrelated = [
       n
-      for (i, j), n in dev_bench.inliers["dev", chosen.get("verify_upsampling", 1)].items()
+      for (i, j), n in dev_bench.verified["dev", chosen.get("verify_upsampling", 1)][
+          "inliers"
+      ].items()
       if (dev_data["query_ids"][i], dev_data["ref_ids"][j]) not in truth
   ]
   test = {"test": _benchmark(config, "test")}

@@ -70,10 +70,8 @@ def ratio_matches(q: np.ndarray, r: np.ndarray, ratio: float) -> tuple[np.ndarra
   if len(q) == 0 or len(r) < 2:
     return np.zeros(0, np.int64), np.zeros(0, np.int64)
   sim = q @ r.T
-  top2 = np.argpartition(-sim, 1, axis=1)[:, :2]
+  top2 = np.argpartition(-sim, 1, axis=1)[:, :2]  # column 0 the nearest, 1 the second
   s2 = np.take_along_axis(sim, top2, axis=1)
-  flip = s2[:, 1] > s2[:, 0]
-  top2[flip], s2[flip] = top2[flip][:, ::-1], s2[flip][:, ::-1]
   dist = np.sqrt(np.maximum(2.0 - 2.0 * s2, 0.0))  # unit vectors: L2 distance from the cosine
   i = np.nonzero(dist[:, 0] < ratio * dist[:, 1])[0]
   j = top2[i, 0]
