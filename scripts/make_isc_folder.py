@@ -1,6 +1,7 @@
 """Turn a folder of photographs into an ISC-style copy-detection benchmark on disk.
 
     python scripts/make_isc_folder.py make PHOTOS_DIR OUT_DIR [--seed 0] [--copies N] [--bundled]
+        [--skip-test]
     provjax copydetect --queries OUT_DIR/queries --refs OUT_DIR/refs \
         --background OUT_DIR/background --out preds.csv
     provjax eval isc --gt OUT_DIR/gt.csv --preds preds.csv
@@ -46,11 +47,27 @@ def _load(source) -> np.ndarray:
   return np.asarray(im)
 
 
-def make(photos: str, out: str, seed: int = 0, copies: int = 1, bundled: bool = False) -> dict:
+def make(
+    photos: str,
+    out: str,
+    seed: int = 0,
+    copies: int = 1,
+    bundled: bool = False,
+    skip_test: bool = False,
+) -> dict:
   rng = np.random.default_rng(seed)
-  sources = [(folder.group_key(p.stem), p) for p in list_images(photos)]
+  split_of = folder.split_groups(photos) if skip_test else {}
+  sources = [
+      (folder.group_key(p.stem), p)
+      for p in list_images(photos)
+      if split_of.get(folder.group_key(p.stem)) != "test"
+  ]
   if bundled:
-    sources += [(splits.bundled_group(name), image) for name, image in sample_photos()]
+    sources += [
+        (splits.bundled_group(name), image)
+        for name, image in sample_photos()
+        if not (skip_test and splits.bundled_split(name) == "test")
+    ]
   by_group = {}
   for group, source in sources:  # one photograph per source group, the first
     by_group.setdefault(group, source)
@@ -128,12 +145,18 @@ def main() -> None:
   m.add_argument(
       "--bundled", action="store_true", help="add the bundled sample photographs as sources"
   )
+  m.add_argument(
+      "--skip-test",
+      action="store_true",
+      help="leave out photographs the zoo's splits give to `test` (for a development folder)",
+  )
   s = sub.add_parser("score", help="overall and per-family metrics of a prediction CSV")
   s.add_argument("folder")
   s.add_argument("preds")
   args = p.parse_args()
   if args.mode == "make":
-    print(json.dumps(make(args.photos, args.out, args.seed, args.copies, args.bundled)))
+    out = make(args.photos, args.out, args.seed, args.copies, args.bundled, args.skip_test)
+    print(json.dumps(out))
   else:
     print(json.dumps(score(args.folder, args.preds), indent=1))
 

@@ -90,7 +90,7 @@ def test_released_protocol_is_the_one_chosen_on_val():
   # verification of 30 candidates per query, chosen on its development folder.
   p = det.protocol
   assert (p.score_norm, p.rescore, det.matcher, p.thumbnail_weight) == ("sscd", 0, None, 0.5)
-  assert (p.verify, p.verify_upsampling, p.verify_chance, p.verify_weight) == (30, 2, 6, 1.0)
+  assert (p.verify, p.verify_upsampling, p.verify_chance, p.verify_weight) == (30, 2, 5, 1.0)
 
 
 def test_default_pipeline_beats_the_thumbnail_reference(bench):

@@ -121,7 +121,8 @@ def mirrored(found: Features, n_hist: int = 4, n_ori: int = 8) -> Features:
   SIFT finds the mirror image's keypoints at the mirrored places; a mirrored keypoint's
   descriptor is its histogram with the spatial columns reversed and the orientation bins
   negated (scikit-image's layout: rows x columns x orientations). Measured on the astronaut
-  photo against SIFT run on the mirror image: median cosine 0.93, the rest from scikit-image's
+  photo at 256 px against SIFT run on the mirror image: median cosine 0.93 (the test checks
+  > 0.85 at 512 px), the rest from scikit-image's
   orientation estimate, which is not exactly mirror-symmetric. An affine fit absorbs the
   offset of x -> width - x, so -x does.
   """
