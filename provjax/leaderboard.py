@@ -181,8 +181,9 @@ TABLES = (
         ),
         note=(
             "method = descriptor / score normalisation / query crops / matcher re-scores"
-            " (/ thumbnail share, from copynce.synth-v2); 'with verification': copynce.synth-v3,"
-            " SIFT + RANSAC re-scoring of each query's best candidates"
+            " (/ thumbnail share, from copynce.synth-v2); 'with verification': copynce.synth-v3"
+            " and -v4, SIFT + RANSAC (and, v4, near-duplicate thumbnail) re-scoring of each"
+            " query's best candidates"
         ),
     ),
     Table(

@@ -16,7 +16,9 @@ reference gets one query made by a family of `provjax.transforms.copy_recipe`
 about half of the queries have no reference, as in DISC21. Image-in-image
 donors come from the unmatched part. `gt.csv` is the official ground truth
 (empty reference for unmatched queries); `families.csv` names each query's
-family, for the per-family figures of the `score` mode.
+family, for the per-family figures of the `score` mode. Files of one flat colour once
+decoded (wallpaper patterns kept in an alpha channel turn white over white) are left out:
+a copy of a blank image is nobody's copy.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from provjax.metrics import isc
 from provjax.transforms import copy_recipe, core
 
 MAX_SIDE = 512  # photographs are reduced to this longer side first (wallpapers are 4K)
+FLAT = 1.0  # grey-level standard deviation below which an image is blank
 
 
 def _load(source) -> np.ndarray:
@@ -45,6 +48,16 @@ def _load(source) -> np.ndarray:
   im = Image.fromarray(image)
   im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
   return np.asarray(im)
+
+
+def _has_content(source) -> bool:
+  gray = _load(source).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+  if gray.std() >= FLAT:
+    return True
+  print(
+      f"make_isc_folder: left out {source if isinstance(source, Path) else 'a bundled photo'}: blank"
+  )
+  return False
 
 
 def make(
@@ -69,8 +82,9 @@ def make(
         if not (skip_test and splits.bundled_split(name) == "test")
     ]
   by_group = {}
-  for group, source in sources:  # one photograph per source group, the first
-    by_group.setdefault(group, source)
+  for group, source in sources:  # one photograph per source group, the first not blank
+    if group not in by_group and _has_content(source):
+      by_group[group] = source
   paths = list(by_group.values())
   order = rng.permutation(len(paths))
   n_ref = len(paths) * 2 // 5

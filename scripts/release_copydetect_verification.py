@@ -3,13 +3,14 @@
     python scripts/make_isc_folder.py make ~/provjax-photos /tmp/isc-dev --seed 1 \
         --copies 3 --bundled --skip-test
     python scripts/release_copydetect_verification.py copynce.synth-v2 \
-        --dev /tmp/isc-dev --tag synth-v3
+        --dev /tmp/isc-dev --tag synth-v4
 
 The development folder is made from photographs no test data holds (here the training
 photo folder and the bundled sample photographs, less those the zoo's splits give to `test`,
-which the card's synthetic test split is made of; the held-out photographs stay for testing). How many candidates per query are verified, the query's SIFT upsampling and the
-inliers that earn no bonus are chosen there by µAP; see
-provjax.copydetect.release.release_verification.
+which the card's synthetic test split is made of; the held-out photographs stay for testing).
+How many candidates per query are verified, the query's SIFT upsampling, the keypoints'
+contrast threshold, the inliers that earn no bonus and the thumbnail cosine of a
+near-duplicate are chosen there by µAP; see provjax.copydetect.release.release_verification.
 """
 
 import argparse

@@ -60,6 +60,14 @@ def test_bonus_is_zero_at_chance_and_whole_from_chance_plus_span():
   np.testing.assert_allclose(v.bonus(np.array([0, 5, 6, 8, 10, 500])), [0, 0, 0.4, 1.2, 2, 2])
 
 
+def test_near_duplicate_thumbnails_earn_the_bonus_too_and_the_larger_evidence_counts():
+  v = Verifier(chance=5, span=5, near_duplicate=0.9, weight=2.0)
+  got = v.bonus(np.array([0, 0, 0, 8, 8]), np.array([0.5, 0.9, 0.95, 0.92, 1.0]))
+  np.testing.assert_allclose(got, [0, 0, 1.0, 1.2, 2.0], atol=1e-6)
+  off = Verifier(chance=5, span=5, weight=2.0)  # near_duplicate 1: cosines change nothing
+  np.testing.assert_allclose(off.bonus(np.array([0, 8]), np.array([1.0, 1.0])), [0, 1.2])
+
+
 def _copy(image: np.ndarray) -> np.ndarray:
   """A 2/3 crop, rotated 12 degrees and shrunk: a copy a global descriptor may miss."""
   im = Image.fromarray(image).crop((60, 40, 460, 360))
@@ -133,3 +141,48 @@ def test_mirrored_features_are_what_sift_finds_on_the_mirror_image(photos):
   assert len(i) > len(found.xy) // 2, (len(i), len(found.xy))
   cos = np.sum(derived.desc[i] * found.desc[j], axis=1)
   assert np.median(cos) > 0.85, np.median(cos)
+
+
+def test_mirrored_thumbnail_is_the_mirror_images_thumbnail(photos):
+  v = Verifier()
+  image = photos["chelsea"]
+  derived = verification.mirrored(v.features(image)).thumb
+  found = v.features(np.ascontiguousarray(image[:, ::-1])).thumb
+  assert float(derived @ found) > 0.999
+
+
+def test_a_blurred_noisy_copy_keeps_few_keypoints_but_its_thumbnail(photos):
+  rng = np.random.default_rng(0)
+  image = photos["coffee"]
+  small = Image.fromarray(image).convert("L").resize((16, 12))
+  blurred = np.asarray(small.resize((600, 450), Image.Resampling.BICUBIC), np.float32)
+  noisy = np.clip(blurred + rng.normal(0, 12, blurred.shape), 0, 255).astype(np.uint8)
+  v = Verifier(near_duplicate=0.9)
+  query, refs = v.query_features(noisy), {n: v.features(im) for n, im in photos.items()}
+  assert v.inliers(query, refs["coffee"]) <= v.chance  # its keypoints are gone
+  cos = {n: v.cosine(query, r) for n, r in refs.items()}
+  assert cos["coffee"] > 0.95 and max(c for n, c in cos.items() if n != "coffee") < 0.5, cos
+  bonus = v.bonus(np.zeros(2), np.array([cos["coffee"], cos["astronaut"]]))
+  assert bonus[0] > 0.5 * v.weight and bonus[1] == 0
+
+
+def test_a_lower_contrast_threshold_finds_keypoints_in_a_faded_image(photos):
+  faded = (128 + (photos["coffee"].astype(np.float32) - 128) * 0.15).astype(np.uint8)
+  found = {c: len(Verifier(contrast=c).features(faded).xy) for c in (0.04, 0.01)}
+  assert found[0.01] > 3 * found[0.04], found
+
+
+def test_features_found_in_worker_processes_equal_those_found_here(photos):
+  v = Verifier(query_upsampling=2)
+  images = list(photos.values())
+  calls = [(v.features, lambda im=im: im) for im in images]
+  calls += [(v.query_features, lambda im=im: im) for im in images]
+  here = list(verification.run_calls(calls, workers=1))
+  there = list(verification.run_calls(calls, workers=2, chunk=3))
+  assert len(there) == len(here) == 8
+  for a, b in zip(
+      here[:4] + [q for pair in here[4:] for q in pair],
+      there[:4] + [q for pair in there[4:] for q in pair],
+  ):
+    np.testing.assert_array_equal(a.xy, b.xy)
+    np.testing.assert_array_equal(a.desc, b.desc)

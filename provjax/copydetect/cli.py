@@ -13,7 +13,7 @@ import sys
 
 from provjax.data.images import failure_line
 
-DEFAULT_MODEL = "copynce.synth-v3"
+DEFAULT_MODEL = "copynce.synth-v4"
 TRACK_DIM = 256  # the most dimensions DISC21's descriptor track accepts
 
 EPILOG = """\
@@ -27,8 +27,9 @@ model card): k nearest references per query by descriptor similarity, score
 normalisation against --background when one is given (without one, scores are
 not normalised), matcher re-scoring of the top candidates when the weights
 name a matcher, and local-feature verification of each query's best
-candidates (--verify N: SIFT matches one affine map explains add a bonus to
-the score; see provjax/copydetect/verification.py). --model thumbnail
+candidates (--verify N: SIFT matches one affine map explains, or a
+near-duplicate thumbnail, add a bonus to the score; see
+provjax/copydetect/verification.py). --model thumbnail
 runs the classical reference (16 x 16 grayscale thumbnails, cosine).
 
 A file that cannot be read is reported on stderr (one line naming it) and
@@ -132,7 +133,7 @@ def cmd_copydetect(args) -> int:
       thumbnail_weight=args.thumbnail_weight,
       verify=args.verify,
   )
-  det.batch_size = args.batch_size
+  det.batch_size, det.workers = args.batch_size, args.workers
   progress = not args.no_progress
   sets = {"query": args.queries, "reference": args.refs}
   if args.background:
@@ -249,6 +250,12 @@ def add_commands(sub) -> None:
       help="verify this many candidates per query by local features (SIFT + RANSAC; 0: off)",
   )
   p.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass")
+  p.add_argument(
+      "--workers",
+      type=_positive,
+      default=os.cpu_count() or 1,
+      help="processes that find verification keypoints (default: one per CPU core)",
+  )
   p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
   p.set_defaults(fn=cmd_copydetect)
 

@@ -20,6 +20,7 @@ searched the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -96,12 +97,15 @@ class Protocol:
   # The 16 x 16 thumbnail's share w of every similarity (see `with_thumbnail`); 0: descriptor only.
   thumbnail_weight: float = 0.0
   # Each query's best `verify` candidates get the local-feature bonus (verification.py): up to
-  # `verify_weight` for inliers above `verify_chance`, the query's keypoints found with
+  # `verify_weight` for inliers above `verify_chance` or a thumbnail cosine above
+  # `verify_near_duplicate`, keypoints found down to `verify_contrast`, the query's with
   # `verify_upsampling`. The search then gathers max(k, verify) per query and keeps k after it.
   verify: int = 0
   verify_weight: float = verification.Verifier.weight
   verify_chance: int = verification.Verifier.chance
   verify_upsampling: int = verification.Verifier.query_upsampling
+  verify_contrast: float = verification.Verifier.contrast
+  verify_near_duplicate: float = verification.Verifier.near_duplicate
 
   @property
   def depth(self) -> int:
@@ -111,7 +115,9 @@ class Protocol:
   def verifier(self) -> verification.Verifier:
     return verification.Verifier(
         query_upsampling=self.verify_upsampling,
+        contrast=self.verify_contrast,
         chance=self.verify_chance,
+        near_duplicate=self.verify_near_duplicate,
         weight=self.verify_weight,
     )
 
@@ -126,6 +132,7 @@ class CopyDetector:
   matcher: object | None = None
   matcher_size: int = 0
   batch_size: int = 64
+  workers: int = 1  # processes that find verification keypoints
 
   @classmethod
   def load(cls, name: str, *, matcher: str | None = None, **protocol) -> "CopyDetector":
@@ -217,24 +224,28 @@ class CopyDetector:
     Predictions come in as `search` gives them (`protocol.depth` deep); the result is k per
     query (knn) or the n_queries x k best overall (global), re-ordered by the new scores.
     `load_query(i)` / `load_ref(j)` return decoded images, read only for the candidates.
-    `memo` (a dict) keeps features and inlier counts across calls that verify the same
-    images with the same `verify_upsampling`.
+    `memo` (a dict) keeps features, inlier counts and thumbnail cosines across calls that
+    verify the same images with the same `verify_upsampling` and `verify_contrast`.
     """
     p = self.protocol
     verifier = p.verifier()
     memo = {} if memo is None else memo
-    queries, refs, counts = (memo.setdefault(k, {}) for k in ("queries", "refs", "inliers"))
+    queries, refs, found = (memo.setdefault(k, {}) for k in ("queries", "refs", "pairs"))
     qi, ri, scores = (np.asarray(x) for x in (qi, ri, scores))
     picked = np.nonzero(rank_in_query(qi, scores) < p.verify)[0]
-    for i, j in {(int(qi[n]), int(ri[n])) for n in picked} - counts.keys():
-      if i not in queries:
-        queries[i] = verifier.query_features(load_query(i))
-      if j not in refs:
-        refs[j] = verifier.features(load_ref(j))
-      counts[i, j] = verifier.inliers(queries[i], refs[j])
-    inliers = np.array([counts[int(qi[n]), int(ri[n])] for n in picked], np.int64)
+    todo = {(int(qi[n]), int(ri[n])) for n in picked} - found.keys()
+    new_q = sorted({i for i, _ in todo} - queries.keys())
+    new_r = sorted({j for _, j in todo} - refs.keys())
+    calls = [(verifier.query_features, functools.partial(load_query, i)) for i in new_q]
+    calls += [(verifier.features, functools.partial(load_ref, j)) for j in new_r]
+    got = list(verification.run_calls(calls, self.workers))
+    queries.update(zip(new_q, got[: len(new_q)]))
+    refs.update(zip(new_r, got[len(new_q) :]))
+    for i, j in todo:
+      found[i, j] = verifier.inliers(queries[i], refs[j]), verifier.cosine(queries[i], refs[j])
+    inliers, cosine = np.array([found[int(qi[n]), int(ri[n])] for n in picked]).reshape(-1, 2).T
     scores = scores.astype(np.float32)
-    scores[picked] += verifier.bonus(inliers)
+    scores[picked] += verifier.bonus(inliers, cosine)
     if p.search == "global":
       keep = np.sort(np.argsort(-scores, kind="stable")[: n_queries * p.k])
       return qi[keep], ri[keep], scores[keep]

@@ -9,8 +9,8 @@ A global descriptor ranks references by their overall look. A copy that is a
 crop, sits inside another image, or was rotated shares only part of that look,
 while unrelated photographs with the same palette look alike. Counting the
 keypoint matches that a single affine map explains separates the two: unrelated
-pairs reach a handful by chance (the most on the development folder of
-copynce.synth-v3's card is in that card), copies tens to hundreds. The count
+pairs reach a handful by chance (the most on the development folder of a
+release is in its card), copies tens to hundreds. The count
 above `chance` re-scores each query's best candidates; it never removes one.
 
 Keypoints and descriptors: scikit-image's SIFT (Lowe, IJCV 2004) on the
@@ -24,28 +24,40 @@ all scored at once, keeping only maps that neither mirror nor collapse the image
 (a degenerate map can put many wrong matches within tolerance of one spot). A
 mirrored copy is found by matching the query's mirror image too (its features
 derived from the query's, `mirrored`).
+
+Blur, noise and flat content leave a copy few keypoints. Such a copy still keeps
+the whole image's layout, so a near-duplicate thumbnail is the second kind of
+evidence: a 16 x 16 thumbnail cosine (`provjax.retrieval.thumbnail`) above
+`near_duplicate` earns the bonus too, the larger of the two counting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 import dataclasses
+import multiprocessing
 import warnings
 
 import numpy as np
 from PIL import Image
 from skimage.feature import SIFT
 
+from provjax.retrieval.thumbnail import thumbnail
+
 
 @dataclasses.dataclass(frozen=True)
 class Features:
-  """Keypoints (x, y) in units of the image's longer side, and their RootSIFT descriptors."""
+  """Keypoints (x, y) in units of the image's longer side, their RootSIFT descriptors, and the
+  whole image's thumbnail."""
 
   xy: np.ndarray  # [N, 2] float32
   desc: np.ndarray  # [N, 128] float32, unit L2 norm
+  thumb: np.ndarray  # [16 * 16] float32, unit L2 norm (zero for a flat image)
 
   @classmethod
-  def empty(cls) -> "Features":
-    return cls(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+  def empty(cls, thumb: np.ndarray) -> "Features":
+    return cls(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), thumb)
 
 
 def grayscale(image: np.ndarray, side: int) -> np.ndarray:
@@ -128,7 +140,9 @@ def mirrored(found: Features, n_hist: int = 4, n_ori: int = 8) -> Features:
   """
   d = found.desc.reshape(-1, n_hist, n_hist, n_ori)[:, :, ::-1]
   d = d[..., (-np.arange(n_ori)) % n_ori].reshape(found.desc.shape)
-  return Features(found.xy * np.array([-1.0, 1.0], np.float32), np.ascontiguousarray(d))
+  side = int(round(np.sqrt(found.thumb.size)))
+  thumb = found.thumb.reshape(side, side)[:, ::-1].ravel()
+  return Features(found.xy * np.array([-1.0, 1.0], np.float32), np.ascontiguousarray(d), thumb)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,23 +154,31 @@ class Verifier:
   hypotheses: int = 256  # RANSAC affine hypotheses per pair
   tolerance: float = 0.02  # inlier distance, in units of the reference's longer side
   query_upsampling: int = 1  # 2: the query's first octave at twice its resolution
+  # Difference-of-Gaussians contrast below which an extremum is no keypoint, for intensities in
+  # [0, 1] (scikit-image's c_dog x 3, whose default is 0.04 / 3): lower finds keypoints in
+  # smooth, hazy or faded images too.
+  contrast: float = 0.04
   chance: int = 5  # inliers that earn no bonus (what unrelated pairs reach)
   span: int = 5  # inliers above chance at which the bonus is whole
+  near_duplicate: float = 1.0  # thumbnail cosine from which the bonus grows too (1: never)
   weight: float = 1.0  # the whole bonus, added to the search score
 
   def features(self, image: np.ndarray) -> Features:
-    """Keypoints and RootSIFT descriptors of a decoded image (none for a featureless one)."""
-    return self._features(grayscale(image, self.side), upsampling=1)
+    """Keypoints, RootSIFT descriptors and thumbnail of a decoded image (no keypoints for a
+    featureless one)."""
+    return self._features(image, upsampling=1)
 
   def query_features(self, image: np.ndarray) -> tuple[Features, Features]:
     """Features of the query and of its mirror image (`mirrored`)."""
-    found = self._features(grayscale(image, self.side), upsampling=self.query_upsampling)
+    found = self._features(image, upsampling=self.query_upsampling)
     return found, mirrored(found)
 
-  def _features(self, gray: np.ndarray, upsampling: int) -> Features:
+  def _features(self, image: np.ndarray, upsampling: int) -> Features:
+    thumb = thumbnail([image])[0]
+    gray = grayscale(image, self.side)
     if min(gray.shape) < 16:
-      return Features.empty()
-    sift = SIFT(upsampling=upsampling)
+      return Features.empty(thumb)
+    sift = SIFT(upsampling=upsampling, c_dog=self.contrast / 3)
     try:
       # Flat regions divide by zero inside scikit-image's subpixel step; those candidates
       # are dropped there, so the warnings say nothing to a user.
@@ -164,9 +186,9 @@ class Verifier:
         warnings.simplefilter("ignore", RuntimeWarning)
         sift.detect_and_extract(gray)
     except RuntimeError:  # scikit-image raises when an image has no keypoint at all
-      return Features.empty()
+      return Features.empty(thumb)
     xy = sift.keypoints[:, ::-1].astype(np.float32) / max(gray.shape)
-    return Features(xy, root_sift(sift.descriptors))
+    return Features(xy, root_sift(sift.descriptors), thumb)
 
   def inliers(self, query: tuple[Features, Features], ref: Features) -> int:
     """Consistent matches between the query (or its mirror) and a reference."""
@@ -177,7 +199,40 @@ class Verifier:
       best = max(best, n)
     return best
 
-  def bonus(self, inliers: np.ndarray) -> np.ndarray:
-    """weight x clip((inliers - chance) / span, 0, 1): nothing at chance, all of it when certain."""
-    above = np.clip((np.asarray(inliers, np.float64) - self.chance) / self.span, 0.0, 1.0)
-    return (self.weight * above).astype(np.float32)
+  def cosine(self, query: tuple[Features, Features], ref: Features) -> float:
+    """Thumbnail cosine of the query (or its mirror) and a reference."""
+    return max(float(q.thumb @ ref.thumb) for q in query)
+
+  def bonus(self, inliers: np.ndarray, cosine: np.ndarray | None = None) -> np.ndarray:
+    """weight x the evidence in [0, 1]: clip((inliers - chance) / span, 0, 1), nothing at chance
+    and all of it when certain; or, when larger, clip((cosine - near_duplicate) /
+    (1 - near_duplicate), 0, 1)."""
+    evidence = np.clip((np.asarray(inliers, np.float64) - self.chance) / self.span, 0.0, 1.0)
+    if cosine is not None and self.near_duplicate < 1.0:
+      near = (np.asarray(cosine, np.float64) - self.near_duplicate) / (1.0 - self.near_duplicate)
+      evidence = np.maximum(evidence, np.clip(near, 0.0, 1.0))
+    return (self.weight * evidence).astype(np.float32)
+
+
+def run_calls(
+    calls: Sequence[tuple[Callable, Callable[[], np.ndarray]]], workers: int, chunk: int = 16
+) -> Iterator:
+  """extract(load()) of each (extract, load) in order; the extractions in `workers` processes.
+
+  scikit-image's SIFT holds the GIL (two threads gave 1.2x), so features are found in worker
+  processes. Images are read here and sent `chunk` at a time, so a long list never holds all
+  of them decoded. Few calls run here: starting a process costs more than they do.
+  """
+  if workers <= 1 or len(calls) < 2 * workers:
+    yield from (extract(load()) for extract, load in calls)
+    return
+  # spawn, not fork: the parent holds JAX's threads, which a forked child would inherit broken.
+  with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    for start in range(0, len(calls), chunk):
+      part = calls[start : start + chunk]
+      yield from pool.map(_call, [(extract, load()) for extract, load in part])
+
+
+def _call(job: tuple[Callable, np.ndarray]):
+  extract, image = job
+  return extract(image)
