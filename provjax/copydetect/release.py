@@ -181,6 +181,15 @@ def family_rows(bench: Bench, chosen: dict, label: str, split: str = "test") -> 
   return rows
 
 
+def _keyed_family_rows(bench: Bench, chosen: dict, label: str, split: str = "test") -> list[dict]:
+  """`family_rows` with one key column, so that each row of metrics.json is named by it alone."""
+  rows = []
+  for row in family_rows(bench, chosen, label, split):
+    del row["descriptor"]
+    rows.append({"protocol / family": f"{label} / {row.pop('family')}", **row})
+  return rows
+
+
 def _refs_of(data: dict) -> list[str]:
   truth = dict(data["pairs"])
   return [truth.get(q, "") for q in data["query_ids"]]
@@ -453,9 +462,7 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
       ("released before", dev_bench, base),
       ("with verification (chosen)", dev_bench, {**base, **chosen}),
   ):
-    for row in family_rows(bench, option, label, split="dev"):
-      del row["descriptor"]
-      dev_fam.append({"protocol / family": f"{label} / {row.pop('family')}", **row})
+    dev_fam += _keyed_family_rows(bench, option, label, split="dev")
   truth = set(dev_data["pairs"])
   memo = dev_bench.verified["dev", chosen["verify_upsampling"], chosen["verify_contrast"]]
   unrelated = [
@@ -470,10 +477,7 @@ def release_verification(descriptor: str, tag: str, dev: str) -> dict:
   test_rows, fam = [], []
   for label, option in (("released before", {}), ("with verification (chosen)", chosen)):
     test_rows.append({"protocol": label, **test_bench.measure("test", **base, **option)})
-    for row in family_rows(test_bench, {**base, **option}, label):
-      # One key column, so that each row of metrics.json is named by it alone.
-      del row["descriptor"]
-      fam.append({"protocol / family": f"{label} / {row.pop('family')}", **row})
+    fam += _keyed_family_rows(test_bench, {**base, **option}, label)
   name = f"copynce.{tag}"
   near = chosen["verify_near_duplicate"]
   near_text = f" or their thumbnails' cosine exceeds {cards.fmt(near)}" if near < 1 else ""
