@@ -16,9 +16,9 @@ reference gets one query made by a family of `provjax.transforms.copy_recipe`
 about half of the queries have no reference, as in DISC21. Image-in-image
 donors come from the unmatched part. `gt.csv` is the official ground truth
 (empty reference for unmatched queries); `families.csv` names each query's
-family, for the per-family figures of the `score` mode. Files of one flat colour once
-decoded (wallpaper patterns kept in an alpha channel turn white over white) are left out:
-a copy of a blank image is nobody's copy.
+family, for the per-family figures of the `score` mode. Files of almost one flat colour
+once decoded (grey-level standard deviation below `FLAT`: wallpaper patterns kept in an alpha
+channel turn white over white) are left out: a copy of a blank image is nobody's copy.
 """
 
 from __future__ import annotations
