@@ -44,7 +44,7 @@ output: one line per IMAGE, in order, each a JSON object:
   provenance   with --index: verdict (benign / manipulated / distinct), match
                (the gallery original, or null when distinct), nearest (the best
                candidate: path, score, p_benign, p_manipulated, p_distinct),
-               heatmap_png, heatmap_npy; null without --index
+               heatmap_png, heatmap_npy (null when distinct); null without --index
   forgery      TruFor: score (integrity score, 0 = pristine), map_npz (map, conf,
                score as `provjax detect` writes them), overlay_png
   attribution  RepMix: is_synthetic, p_real, source, probabilities
@@ -226,7 +226,7 @@ class Provenance:
               "match": result.match,
               "nearest": result.candidates[0],
               "heatmap_png": stage.commit(files["heatmap_png"]),
-              "heatmap_npy": stage.commit(files["heatmap_npy"]),
+              "heatmap_npy": files["heatmap_npy"] and stage.commit(files["heatmap_npy"]),
           }
       )
     return slots

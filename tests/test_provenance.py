@@ -316,3 +316,26 @@ def test_query_reports_each_failure_on_its_own_line(fresh_weights, tmp_path, cap
   assert rc == 1 and first.startswith(f"{paths[1]}: skipped") and second.startswith(str(paths[2]))
   assert not second.startswith("{") and "->" in second
   assert err.strip() == f"provjax query: skipped {paths[1]}: RuntimeError: disk full"
+
+
+def test_no_match_draws_no_edit_heatmap(tmp_path):
+  from provjax.provenance.engine import QueryResult  # pylint: disable=g-import-not-at-top
+  from provjax.provenance.report import write_query_outputs  # pylint: disable=g-import-not-at-top
+
+  image = np.full((40, 60, 3), 90, np.uint8)
+  heat = np.ones((40, 60), np.float32)  # the map against an unrelated candidate: not edits
+  candidate = {"id": 0, "path": "x.jpg", "score": 0.3, "p_distinct": 0.9}
+  result = QueryResult(None, [candidate], heat, np.ones((7, 7)), np.zeros(1), image)
+  fields = write_query_outputs(tmp_path, "q", image, result)
+  assert fields["match"] is None and fields["heatmap_npy"] is None
+  assert not list(tmp_path.glob("*.npy")) and fields["candidates"] == [candidate]
+
+  def colourful(png):  # pixels an overlay colours: the grey query and white panels have none
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    return int(((rgb.max(-1) - rgb.min(-1)) > 60).sum())
+
+  assert colourful(fields["heatmap_png"]) == 0
+  matched = dict(result.__dict__, match={**candidate, "verdict": "benign"})
+  fields = write_query_outputs(tmp_path, "m", image, QueryResult(**matched))
+  assert np.load(fields["heatmap_npy"]).shape == (40, 60)
+  assert colourful(fields["heatmap_png"]) > 40 * 60 // 2

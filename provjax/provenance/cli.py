@@ -108,7 +108,8 @@ not a terminal) each line is a JSON object:
                (descriptor cosine), p_benign, p_manipulated, p_distinct
                (comparator probabilities)
   heatmap_png  picture: query | matched original | edit heatmap overlay
-  heatmap_npy  the edit heatmap on the query's pixels (float32 [H, W], 0..1)
+  heatmap_npy  the edit heatmap on the query's pixels (float32 [H, W], 0..1);
+               null when there is no match (no original to compare with)
   error        null, or why this image was skipped (the file is named; the
                same reason goes to stderr and the other images go on)
 

@@ -24,22 +24,36 @@ def matched_image(result: QueryResult) -> np.ndarray:
 
 
 def _original_label(result: QueryResult) -> str:
-  if not result.match:
-    return "no match"
   return "matched original (file missing)" if result.match.get("missing") else "matched original"
 
 
 def write_query_outputs(
     out: Path, stem: str, image: np.ndarray, result: QueryResult, top: int = 10
 ) -> dict:
-  """Panel PNG (query | original | heatmap overlay) + heatmap .npy; JSON fields."""
-  verdict = result.match["verdict"] if result.match else "no match"
-  original = matched_image(result) if result.match else np.full_like(image, 255)
+  """Panel PNG (query | original | heatmap overlay) + heatmap .npy; JSON fields.
+
+  Without a match there is no original to have been edited: the comparator's
+  map against the nearest (distinct) candidate would mark differences between
+  two unrelated images as edits, so the panel shows the query plainly and no
+  .npy is written (`heatmap_npy` is None).
+  """
+  png = out / f"{stem}.png"
+  if not result.match:
+    picture = panel(
+        [image, np.full_like(image, 255), image], ["query", "no match", "no edits shown (no match)"]
+    )
+    save_png(picture, png)
+    return {
+        "match": None,
+        "candidates": result.candidates[:top],
+        "heatmap_png": str(png),
+        "heatmap_npy": None,
+    }
   picture = panel(
-      [image, original, overlay(image, result.heatmap)],
-      ["query", _original_label(result), f"edits ({verdict})"],
+      [image, matched_image(result), overlay(image, result.heatmap)],
+      ["query", _original_label(result), f"edits ({result.match['verdict']})"],
   )
-  png, npy = out / f"{stem}.png", out / f"{stem}.heatmap.npy"
+  npy = out / f"{stem}.heatmap.npy"
   save_png(picture, png)
   np.save(npy, result.heatmap.astype(np.float32))
   return {
