@@ -137,6 +137,12 @@ TABLES = (
                 {"loc_f1_best": "pixel F1 best", "loc_f1_fixed": "pixel F1 @0.5", "loc_mcc": "MCC"},
                 method="TruFor (provjax eval)",
             ),
+            Select(
+                None,
+                r"^ela/(?P<column>loc_f1_best|loc_f1_fixed|loc_mcc)$",
+                {"loc_f1_best": "pixel F1 best", "loc_f1_fixed": "pixel F1 @0.5", "loc_mcc": "MCC"},
+                method="ELA reference (provjax eval)",
+            ),
         ),
     ),
     Table(
@@ -151,6 +157,12 @@ TABLES = (
                 r"^(?P<column>det_auc|det_bacc)$",
                 {"det_auc": "image AUC", "det_bacc": "bACC"},
                 method="TruFor (provjax eval)",
+            ),
+            Select(
+                None,
+                r"^ela/(?P<column>det_auc|det_bacc)$",
+                {"det_auc": "image AUC", "det_bacc": "bACC"},
+                method="ELA reference (provjax eval)",
             ),
         ),
     ),

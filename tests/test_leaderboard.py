@@ -137,3 +137,30 @@ def test_readme_results_section_is_the_generated_leaderboard():
   assert (
       module.section() in module.README.read_text()
   ), "README's results section is stale: python scripts/readme_leaderboard.py"
+
+
+def test_eval_rows_of_trufor_and_its_ela_reference_are_two_entries(tmp_path):
+  _rows(
+      tmp_path,
+      "folder",
+      "test",
+      [
+          ("trufor.mine", "det_auc", 0.7),
+          ("trufor.mine", "loc_f1_best", 0.4),
+          ("trufor.mine", "ela/det_auc", 0.6),
+          ("trufor.mine", "ela/loc_f1_best", 0.3),
+          ("trufor.mine", "ela/splice/det_auc", 0.9),  # per-kind figures stay out
+      ],
+  )
+  built = leaderboard.build(
+      [t for t in leaderboard.TABLES if t.name.startswith("forgery-")], folders=[tmp_path]
+  )
+  for name, column, ours, reference in (
+      ("forgery-detection", "image AUC", 0.7, 0.6),
+      ("forgery-localization", "pixel F1 best", 0.4, 0.3),
+  ):
+    measured = {e["method"]: e["values"] for e in _table(built, name) if e["kind"] == "measured"}
+    assert measured == {
+        "TruFor (provjax eval)": {column: ours},
+        "ELA reference (provjax eval)": {column: reference},
+    }

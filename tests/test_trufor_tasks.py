@@ -16,6 +16,8 @@ from provjax import tasks
 from provjax.config import load_config
 from provjax.data import forgery
 from provjax.data.images import encode_png
+from provjax.forgery import ela
+from provjax.metrics import forgery as forgery_metrics
 from provjax.tasks import noiseprint as np_task
 from provjax.tasks import trufor_conf, trufor_loc
 from provjax.train import trainer
@@ -111,6 +113,19 @@ def test_phase3_evaluation_on_full_images(runs):
   assert {"det_auc", "det_bacc", "loc_f1_best", "splice/det_auc", "splice/loc_f1_best"} <= set(out)
   assert out["loc_count"] == 1 and 0.0 <= out["loc_f1_best"] <= 1.0
   assert out["example"].dtype == np.uint8 and out["example"].ndim == 3
+  # The ELA reference row, scored on the same images by the same rules.
+  records = list(trufor_loc.eval_records(config))
+  elas = [ela.ela(image) for image, *_ in records]
+  forged = [i for i, r in enumerate(records) if r[2]]
+  expected = forgery_metrics.localization_summary(
+      [elas[i][0] for i in forged], [records[i][1] for i in forged]
+  )
+  assert out["ela/loc_f1_best"] == pytest.approx(expected["f1_best"])
+  assert {"ela/det_auc", "ela/splice/loc_mcc"} <= set(out)
+  config.eval.reference = "sift"
+  with pytest.raises(ValueError, match="eval.reference"):
+    tasks.get(config.task).evaluate(runs["ph3"].models, config)
+  config.eval.reference = "ela"
 
 
 def test_phase3_report_per_edit_kind():

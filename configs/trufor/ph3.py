@@ -95,7 +95,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   )
   # The first num_images test-split records, or every image of `benchmark` (a name in
   # provjax.data.forensics.BENCHMARKS, its files under manual_dir).
-  c.eval = dict(num_images=96, benchmark="", manual_dir="")
+  # reference="ela": the same images also scored by ELA (figures under ela/); "" skips it.
+  c.eval = dict(num_images=96, benchmark="", manual_dir="", reference="ela")
   c.init_from = f"runs/trufor_ph2_{variant}"  # the phase-2 work dir (whole model)
   c.mesh = dict(shape=(-1, 1))
   c.sharding_rules = [

@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from provjax.forgery import ela
 from provjax.metrics import forgery as forgery_metrics
 from provjax.tasks import forgery_losses, trufor_loc
 from provjax.tasks.trufor_loc import (  # the same model, batch, optimizer and data as phase 2
@@ -100,8 +101,17 @@ def report(scores, labels, maps, masks, kinds) -> dict:
 
 
 def evaluate(models, config) -> dict:
-  """`report` on held-back full images (`trufor_loc.eval_records`), and a picture."""
+  """`report` on held-back full images (`trufor_loc.eval_records`), and a picture.
+
+  With `eval.reference` = "ela" the same images are also scored by the
+  classical ELA reference (`provjax.forgery.ela`), its figures under `ela/`,
+  so every benchmark run carries the row a learned detector must beat.
+  """
+  reference = config.eval.get("reference", "")
+  if reference not in ("", "ela"):
+    raise ValueError(f"eval.reference must be '' or 'ela', got {reference!r}")
   scores, labels, maps, masks, kinds, shown = [], [], [], [], [], None
+  ela_scores, ela_maps = [], []
   for image, mask, label, kind in trufor_loc.eval_records(config):
     pred = trufor_loc.predict(models["model"], image, full=True)
     scores.append(float(pred["score"]))
@@ -109,9 +119,17 @@ def evaluate(models, config) -> dict:
     maps.append(pred["map"])
     masks.append(mask)
     kinds.append(kind)
+    if reference:
+      ela_map, ela_score = ela.ela(image)
+      ela_maps.append(ela_map)
+      ela_scores.append(ela_score)
     if label and shown is None:
       shown = trufor_loc.picture(image, mask, pred["map"] * pred["conf"], "map x confidence")
   out = report(scores, labels, maps, masks, kinds)
+  if reference:
+    out.update(
+        {f"ela/{k}": v for k, v in report(ela_scores, labels, ela_maps, masks, kinds).items()}
+    )
   if shown is not None:
     out["example"] = shown
   return out
