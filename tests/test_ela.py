@@ -1,4 +1,4 @@
-"""Error level analysis (provjax.forgery.ela): the pasted-JPEG case, shapes, ranges, the filter."""
+"""Error level analysis (provjax.models.ela): the pasted-JPEG case, shapes, ranges, the filter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy import ndimage
 from skimage import data
 
 from provjax.data.images import encode_jpeg, read_image
-from provjax.forgery import ela as ela_lib
+from provjax.models import ela as ela_lib
 
 
 def _pasted(photo: np.ndarray):

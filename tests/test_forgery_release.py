@@ -9,7 +9,8 @@ import provjax
 from provjax import cards, weights
 from provjax.config import load_config
 from provjax.data import forgery
-from provjax.forgery import ela, release, robustness
+from provjax.forgery import release, robustness
+from provjax.models import ela
 from provjax.forgery.detect import Detector
 from provjax.metrics import forgery as forgery_metrics
 from provjax.train.trainer import train

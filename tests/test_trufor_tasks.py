@@ -16,7 +16,7 @@ from provjax import tasks
 from provjax.config import load_config
 from provjax.data import forgery
 from provjax.data.images import encode_png
-from provjax.forgery import ela
+from provjax.models import ela
 from provjax.metrics import forgery as forgery_metrics
 from provjax.tasks import noiseprint as np_task
 from provjax.tasks import trufor_conf, trufor_loc

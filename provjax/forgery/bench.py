@@ -48,7 +48,7 @@ def _cases(quick: bool) -> list[tuple[str, int, int]]:
 def bench_detect(quick: bool, peak: float) -> list[dict]:
   del peak  # latency and memory, not a fraction of the matmul ceiling
   import provjax
-  from provjax.forgery import ela
+  from provjax.models import ela
   from provjax.forgery.detect import Detector
 
   rng = np.random.default_rng(0)

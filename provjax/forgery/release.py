@@ -26,7 +26,8 @@ import statistics
 
 from provjax import cards, weights
 from provjax.data import forgery
-from provjax.forgery import ela, robustness
+from provjax.forgery import robustness
+from provjax.models import ela
 from provjax.forgery.detect import Detector
 from provjax.metrics import forgery as forgery_metrics
 from provjax.train import snapshot

@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from provjax.forgery import ela
+from provjax.models import ela
 from provjax.metrics import forgery as forgery_metrics
 from provjax.tasks import forgery_losses, trufor_loc
 from provjax.tasks.trufor_loc import (  # the same model, batch, optimizer and data as phase 2
@@ -104,7 +104,7 @@ def evaluate(models, config) -> dict:
   """`report` on held-back full images (`trufor_loc.eval_records`), and a picture.
 
   With `eval.reference` = "ela" the same images are also scored by the
-  classical ELA reference (`provjax.forgery.ela`), its figures under `ela/`,
+  classical ELA reference (`provjax.models.ela`), its figures under `ela/`,
   so every benchmark run carries the row a learned detector must beat.
   """
   reference = config.eval.get("reference", "")
