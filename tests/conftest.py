@@ -33,6 +33,17 @@ def fresh_weights(tmp_path_factory):
     mp.undo()
 
 
+def script(name: str):
+  """scripts/<name>.py loaded as a module (scripts/ is not a package)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  path = Path(__file__).resolve().parents[1] / f"scripts/{name}.py"
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def quick_zoo() -> dict:
   """The per-class counts of configs/repmix/repmix.py's `quick` flag."""
   from provjax.config import load_config  # pylint: disable=g-import-not-at-top

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 
+from conftest import script
 from provjax import cli, leaderboard, results
 
 
@@ -127,13 +128,7 @@ def test_eval_rows_reach_the_leaderboard(tmp_path, capsys, results_dir):
 
 
 def test_readme_results_section_is_the_generated_leaderboard():
-  import importlib.util
-  from pathlib import Path
-
-  script = Path(__file__).resolve().parents[1] / "scripts/readme_leaderboard.py"
-  spec = importlib.util.spec_from_file_location("readme_leaderboard", script)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = script("readme_leaderboard")
   assert (
       module.section() in module.README.read_text()
   ), "README's results section is stale: python scripts/readme_leaderboard.py"

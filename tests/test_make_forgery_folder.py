@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 import skimage.data
 
+from conftest import script
 from provjax.data import forensics
-
-
-def _script():
-  path = Path(__file__).resolve().parents[1] / "scripts/make_forgery_folder.py"
-  spec = importlib.util.spec_from_file_location("make_forgery_folder", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_folder_holds_splices_and_removals_that_the_folder_builder_reads(tmp_path, capsys):
@@ -28,7 +19,7 @@ def test_folder_holds_splices_and_removals_that_the_folder_builder_reads(tmp_pat
   Image.new("RGB", (400, 300), (255, 255, 255)).save(photos / "blank.png")  # left out
   Image.fromarray(skimage.data.camera()).resize((100, 90)).save(photos / "small.png")  # left out
   out = tmp_path / "out"
-  _script().main([str(photos), str(out), "--max-side", "200"])
+  script("make_forgery_folder").main([str(photos), str(out), "--max-side", "200"])
   assert "4 authentic, 2 splices, 2 removals" in capsys.readouterr().out
   stems = {"astronaut", "coffee", "chelsea", "rocket"}
   for sub, suffix in (("real", ".jpg"), ("fake", ".jpg"), ("masks", ".png")):
@@ -48,7 +39,7 @@ def test_folder_holds_splices_and_removals_that_the_folder_builder_reads(tmp_pat
 
 
 def test_exemplar_fill_copies_the_best_matching_shift():
-  module = _script()
+  module = script("make_forgery_folder")
   stripes = np.tile((np.arange(64) // 4 % 2 * 200)[None, :, None], (64, 1, 3)).astype(np.uint8)
   region = np.zeros((64, 64), bool)
   region[20:30, 20:30] = True

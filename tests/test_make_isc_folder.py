@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 import skimage.data
 
-
-def _script():
-  path = Path(__file__).resolve().parents[1] / "scripts/make_isc_folder.py"
-  spec = importlib.util.spec_from_file_location("make_isc_folder", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from conftest import script
 
 
 def test_blank_files_are_left_out_and_every_query_is_listed(tmp_path, capsys):
@@ -30,7 +22,7 @@ def test_blank_files_are_left_out_and_every_query_is_listed(tmp_path, capsys):
   pattern[..., :3] = 255
   pattern[::8, :, 3] = 200
   Image.fromarray(pattern, "RGBA").save(photos / "stripes.png")
-  make = _script().make
+  make = script("make_isc_folder").make
   counts = make(str(photos), str(tmp_path / "isc"), seed=0, copies=2)
   assert "stripes.png: blank" in capsys.readouterr().out
   assert counts == {"references": 2, "queries": 8, "background": 2}  # 6 photos: 2 / 2 / 2
