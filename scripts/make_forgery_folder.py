@@ -25,13 +25,15 @@ that only learned that builder's artefacts does not pass:
 
 Almost-flat images (grey-level standard deviation under 1, e.g. wallpaper
 patterns kept in an alpha channel, which decode white over white) and images
-whose short side is under 128 pixels are left out. The
+whose short side is under 128 pixels are left out; a file that cannot be
+decoded gets one line on stderr naming it, and the others go on. The
 masks mark exactly the pixels the edit changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.restoration import inpaint_biharmonic
 
-from provjax.data.images import list_images, read_image
+from provjax.data.images import ImageError, list_images, read_image
 
 FLAT = 1.0  # grey-level standard deviation under which an image is left out
 MIN_SIDE = 128
@@ -110,7 +112,11 @@ def make(photos: Path, out: Path, *, max_side: int = 512, seed: int = 123) -> li
   rng = np.random.default_rng(seed)
   images = []
   for path in list_images(photos):
-    image = load(path, max_side)
+    try:
+      image = load(path, max_side)
+    except ImageError as e:  # one line naming the file; the other photographs go on
+      print(f"make_forgery_folder: skipped {e}", file=sys.stderr)
+      continue
     grey = np.asarray(Image.fromarray(image).convert("L"), np.float32)
     if grey.std() >= FLAT and min(image.shape[:2]) >= MIN_SIDE:
       images.append((path.stem, image))

@@ -18,9 +18,12 @@ def test_folder_holds_splices_and_removals_that_the_folder_builder_reads(tmp_pat
     Image.fromarray(getattr(skimage.data, name)()).resize((400, 300)).save(photos / f"{name}.png")
   Image.new("RGB", (400, 300), (255, 255, 255)).save(photos / "blank.png")  # left out
   Image.fromarray(skimage.data.camera()).resize((100, 90)).save(photos / "small.png")  # left out
+  (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")  # reported, skipped
   out = tmp_path / "out"
   script("make_forgery_folder").main([str(photos), str(out), "--max-side", "200"])
-  assert "4 authentic, 2 splices, 2 removals" in capsys.readouterr().out
+  printed = capsys.readouterr()
+  assert "4 authentic, 2 splices, 2 removals" in printed.out
+  assert printed.err.count("\n") == 1 and "skipped" in printed.err and "broken.jpg" in printed.err
   stems = {"astronaut", "coffee", "chelsea", "rocket"}
   for sub, suffix in (("real", ".jpg"), ("fake", ".jpg"), ("masks", ".png")):
     assert {p.stem for p in (out / sub).iterdir()} == stems
