@@ -75,6 +75,9 @@ REPORTED_COLUMNS = {
     "detector_auc": "image AUC",
 }
 
+# `provjax eval` figures of TruFor, and of the ELA reference under ela/ (same columns).
+_EVAL_LOC = {"loc_f1_best": "pixel F1 best", "loc_f1_fixed": "pixel F1 @0.5", "loc_mcc": "MCC"}
+_EVAL_DET = {"det_auc": "image AUC", "det_bacc": "bACC"}
 _E2E = r"^End-to-end benchmark \(both released models\): (?P<column>.+)$"
 _TRUFOR = r"^(?P<method>TruFor|ELA reference), all edit kinds(?: \(same images\))?: (?P<column>.+)$"
 _INPAINT = r"^Test: detector vs inpainter: (?P<method>[^/]+/[^/]+)/(?P<column>[a-z_0-9]+)$"
@@ -134,13 +137,13 @@ TABLES = (
             Select(
                 None,
                 r"^(?P<column>loc_f1_best|loc_f1_fixed|loc_mcc)$",
-                {"loc_f1_best": "pixel F1 best", "loc_f1_fixed": "pixel F1 @0.5", "loc_mcc": "MCC"},
+                _EVAL_LOC,
                 method="TruFor (provjax eval)",
             ),
             Select(
                 None,
                 r"^ela/(?P<column>loc_f1_best|loc_f1_fixed|loc_mcc)$",
-                {"loc_f1_best": "pixel F1 best", "loc_f1_fixed": "pixel F1 @0.5", "loc_mcc": "MCC"},
+                _EVAL_LOC,
                 method="ELA reference (provjax eval)",
             ),
         ),
@@ -153,15 +156,12 @@ TABLES = (
         selects=(
             Select("forgery-synth", _TRUFOR, {"image AUC": "image AUC", "bACC": "bACC"}),
             Select(
-                None,
-                r"^(?P<column>det_auc|det_bacc)$",
-                {"det_auc": "image AUC", "det_bacc": "bACC"},
-                method="TruFor (provjax eval)",
+                None, r"^(?P<column>det_auc|det_bacc)$", _EVAL_DET, method="TruFor (provjax eval)"
             ),
             Select(
                 None,
                 r"^ela/(?P<column>det_auc|det_bacc)$",
-                {"det_auc": "image AUC", "det_bacc": "bACC"},
+                _EVAL_DET,
                 method="ELA reference (provjax eval)",
             ),
         ),

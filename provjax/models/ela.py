@@ -30,10 +30,9 @@ instead (the inverted F1 of the protocol still scores that map).
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
+
+from provjax import transforms
 
 QUALITY = 90  # JPEG quality of the re-save
 WINDOW = 15  # side of the box filter, pixels
@@ -41,20 +40,10 @@ SCALE = 1.0  # grey levels of deviation that map to 0.5
 TOP_FRACTION = 0.01  # the image score averages this fraction of the highest map values
 
 
-def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-  """The RGB pixels Pillow's JPEG of `image` at `quality` decodes to (default chroma subsampling).
-
-  Pillow directly, not provjax.data.images: models sit below the data package.
-  """
-  buf = io.BytesIO()
-  Image.fromarray(np.asarray(image, np.uint8)).convert("RGB").save(buf, "JPEG", quality=quality)
-  with Image.open(buf) as im:
-    return np.asarray(im.convert("RGB"))
-
-
 def error_level(image: np.ndarray, quality: int = QUALITY) -> np.ndarray:
   """HxW float32: |image - JPEG(image)| at `quality`, the mean over the RGB channels."""
-  resaved = jpeg_roundtrip(image, quality)
+  # The transforms' Pillow round trip (models sit below provjax.data, whose codec is the same).
+  resaved = transforms.jpeg(transforms.identity(image), quality=quality).image
   return np.abs(image.astype(np.float32) - resaved.astype(np.float32)).mean(axis=-1)
 
 

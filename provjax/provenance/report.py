@@ -37,28 +37,22 @@ def write_query_outputs(
   two unrelated images as edits, so the panel shows the query plainly and no
   .npy is written (`heatmap_npy` is None).
   """
-  png = out / f"{stem}.png"
-  if not result.match:
+  png, npy = out / f"{stem}.png", None
+  if result.match:
+    picture = panel(
+        [image, matched_image(result), overlay(image, result.heatmap)],
+        ["query", _original_label(result), f"edits ({result.match['verdict']})"],
+    )
+    npy = out / f"{stem}.heatmap.npy"
+    np.save(npy, result.heatmap.astype(np.float32))
+  else:
     picture = panel(
         [image, np.full_like(image, 255), image], ["query", "no match", "no edits shown (no match)"]
     )
-    save_png(picture, png)
-    return {
-        "match": None,
-        "candidates": result.candidates[:top],
-        "heatmap_png": str(png),
-        "heatmap_npy": None,
-    }
-  picture = panel(
-      [image, matched_image(result), overlay(image, result.heatmap)],
-      ["query", _original_label(result), f"edits ({result.match['verdict']})"],
-  )
-  npy = out / f"{stem}.heatmap.npy"
   save_png(picture, png)
-  np.save(npy, result.heatmap.astype(np.float32))
   return {
       "match": result.match,
       "candidates": result.candidates[:top],
       "heatmap_png": str(png),
-      "heatmap_npy": str(npy),
+      "heatmap_npy": npy and str(npy),
   }
