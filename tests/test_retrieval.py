@@ -95,8 +95,8 @@ def test_scann_recall_on_clustered_data(clustered, scann_index):
 
 
 def test_calibration_searches_enough_leaves(clustered):
-  """Too few leaves searched: calibration raises the count until the searcher's own rows find
-  their 10 nearest others at recall 0.99; fresh noisy queries then agree with exact search."""
+  """Too few leaves searched: calibration raises the count until its probes find their 10
+  nearest rows at recall 0.99; fresh noisy queries then agree with exact search."""
   from provjax.retrieval import scann_backend
 
   db, queries = clustered
@@ -108,7 +108,7 @@ def test_calibration_searches_enough_leaves(clustered):
   _, true = exact.topk(db, queries, 10)
   _, before = scann_backend.search_with(searcher, params, queries, 10)
   _, after = scann_backend.search_with(searcher, calibrated, queries, 10)
-  assert recall_at_k(before, true, 10) < 0.9 and recall_at_k(after, true, 10) >= 0.98
+  assert recall_at_k(before, true, 10) < 0.95 and recall_at_k(after, true, 10) >= 0.98
   # Already enough: nothing changes but the record of what was measured.
   again = scann_backend.calibrate_leaves(searcher, db, calibrated)
   assert again["leaves_to_search"] == calibrated["leaves_to_search"]
@@ -122,7 +122,36 @@ def test_exact_neighbours_in_chunks_leave_the_row_out():
   sims = db[rows] @ db.T
   sims[np.arange(len(rows)), rows] = -np.inf
   expected = np.argsort(-sims, axis=1, kind="stable")[:, :10]
-  np.testing.assert_array_equal(scann_backend._exact_neighbours(db, rows, 10, chunk=64), expected)
+  np.testing.assert_array_equal(
+      scann_backend._exact_neighbours(db, db[rows], 10, own=rows, chunk=64), expected
+  )
+
+
+def test_calibration_re_scores_more_when_every_leaf_is_searched(clustered):
+  """Every leaf already searched and too few candidates re-scored: calibration doubles reorder."""
+  from provjax.retrieval import scann_backend
+
+  db, _ = clustered
+  params = dict(scann_params(len(db)), num_leaves=50, leaves_to_search=50, reorder=10)
+  searcher = scann_backend.build_searcher(db, 10, params)
+  calibrated = scann_backend.calibrate_leaves(searcher, db, params)
+  assert calibrated["leaves_to_search"] == 50
+  assert 10 < calibrated["reorder"] <= scann_backend.MAX_REORDER
+  assert calibrated["calibration"]["recall_at_10"] >= scann_backend.TARGET_RECALL
+
+
+def test_calibration_probes_lie_among_the_rows():
+  """Each probe sits as far from a stored row as that row's 10th nearest other row, and its
+  truth is the exact top-10 of the probe itself."""
+  from provjax.retrieval import scann_backend
+
+  rng = np.random.default_rng(5)
+  db = _unit(rng, 400, 8)
+  points, truth = scann_backend.calibration_probes(db, probes=20, seed=1)
+  assert points.shape == (20, 8) and truth.shape == (20, 10)
+  np.testing.assert_array_equal(truth, np.argsort(-(points @ db.T), axis=1, kind="stable")[:, :10])
+  gaps = np.linalg.norm(points[:, None] - db[None], axis=-1).min(axis=1)
+  assert (gaps > 1e-3).all()  # no probe is a stored row
 
 
 def test_recall_at_k_hand_case():

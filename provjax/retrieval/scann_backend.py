@@ -23,11 +23,14 @@ from scann import scann_ops_pybind
 # float32 rows takes microseconds and is exact.
 BRUTE_FORCE_MAX = 20_000
 # AH-scored points per query that the default leaves_to_search starts from.
-POINTS_SCANNED = 2_500
-# `calibrate_leaves`: the recall@10 a default searcher must reach on its own rows, and how many.
+POINTS_SCANNED = 1_250
+# `calibrate_leaves`: the recall@10 a default searcher must reach on probes among its rows, and
+# how many probes.
 TARGET_RECALL = 0.99
 CALIBRATION_PROBES = 256
 _CALIBRATION_K = 10
+# The most AH candidates calibration lets a default searcher re-score exactly per query.
+MAX_REORDER = 640
 
 
 def scann_params(n: int) -> dict:
@@ -36,29 +39,33 @@ def scann_params(n: int) -> dict:
   * ``n < 20,000``: brute force (exact float32 scoring); a tree does not pay off.
   * otherwise tree + asymmetric hashing (AH) + exact float32 reordering:
 
-    - ``num_leaves = 4 sqrt(n)``, at most ``n / 100`` (k-means wants ~100 points per leaf)
-      and at most 20,000. A leaf count ~ sqrt(n) balances scoring the centroids against
-      scanning leaves. Small leaves also help AH: it quantises each point's *residual* from
-      its leaf centre, and smaller residuals quantise more accurately, so fewer candidates
-      need re-scoring. At 1M, 4,000 leaves reached recall@10 0.9999 where 2,000 leaves
-      plateaued at 0.996 and 1,000 leaves at 0.94 with the same reorder budget.
-    - ``leaves_to_search``: enough leaves to AH-score about 2,500 points per query
-      (``2500 * num_leaves / n``, at least 8): 10 of 4,000 at 1M, a larger fraction for
-      small databases, whose leaves are small and where extra leaves cost little. This is
-      where :func:`calibrate_leaves` starts: how many leaves a query needs depends on how
-      the data fall into them (on the clustered recipe, 25 of 1,000 leaves gave recall@10
-      0.94 at 100k while 10 of 4,000 gave 0.998 at 1M), so :func:`build_default` measures
-      it on the database itself;
+    - ``num_leaves = 4 sqrt(n)``, at most ``n / 250`` and at most 20,000. A leaf count ~ sqrt(n)
+      balances scoring the centroids against scanning leaves. Small leaves also help AH: it
+      quantises each point's *residual* from its leaf centre, and smaller residuals quantise
+      more accurately, so fewer candidates need re-scoring. At 1M, 4,000 leaves reached
+      recall@10 0.9999 where 2,000 leaves plateaued at 0.996 and 1,000 leaves at 0.94 with the
+      same reorder budget. Leaves much smaller than the neighbourhoods that queries look into
+      scatter each neighbourhood over many of them: at 100,000 vectors 1,000 leaves (100 points
+      each) reached recall@10 0.970 with 100 searched, where 400 leaves (250 each) reached
+      0.993 with 20 searched at 1.7x the queries per second; hence the 250 points per leaf.
+    - ``leaves_to_search``: enough leaves to AH-score about 1,250 points per query
+      (``1250 * num_leaves / n``, at least 4): 5 of 4,000 at 1M. This is where
+      :func:`calibrate_leaves` starts: how many leaves a query needs depends on how the data
+      fall into them, so :func:`build_default` measures it on the database itself;
     - k-means trained on ``100 * num_leaves`` sampled points (at least 100k, at most n).
       Fewer is false economy: at 1M with 4,000 leaves a 40-per-leaf sample made recall@10
       collapse to 0.71 at any search setting (likely because partitions under ScaNN's minimum
       size of 50 sampled points get degenerate centres);
+    - spherical k-means (unit-length centres): a query picks leaves by the angle to their
+      centres, not by a dot product that favours the centres that happen to be longer. At
+      100,000 vectors with 400 leaves, 8 leaves searched reached recall@10 0.998 against 0.969
+      with plain k-means; at 1M the two were within 0.001;
     - AH with 2 dimensions per 4-bit block and anisotropic threshold 0.2;
     - the best ``reorder = 80`` AH candidates re-scored exactly.
 
-  The 1M-vector operating point (4,000 leaves, 10 searched, reorder 80: recall@10 0.998 at
-  ~19.5k QPS on 2 cores) was chosen with ``provjax.provenance.bench_retrieval`` (see the table in
-  its module docstring).
+  On the PERFORMANCE.md recipe (``provjax.provenance.bench_retrieval``, 2 cores) the calibrated
+  defaults search 5 of 4,000 leaves at 1M (recall@10 0.996, ~22k queries/s) and 5 of 400 at
+  100,000 (0.995, ~56k queries/s).
 
   Args:
       n: number of database vectors.
@@ -66,18 +73,20 @@ def scann_params(n: int) -> dict:
   Returns:
       A dict of parameters for :func:`build_searcher`; ``{"mode": "brute_force"}`` or
       ``{"mode": "tree_ah", "num_leaves", "leaves_to_search", "training_sample_size",
-      "dims_per_block", "anisotropic_threshold", "reorder"}``.
+      "spherical", "dims_per_block", "anisotropic_threshold", "reorder"}`` (parameters saved
+      without "spherical" build plain k-means, as they were built).
   """
   if n < BRUTE_FORCE_MAX:
     return {"mode": "brute_force"}
-  num_leaves = int(max(100, min(20_000, n // 100, round(4 * math.sqrt(n)))))
+  num_leaves = int(max(100, min(20_000, n // 250, round(4 * math.sqrt(n)))))
   return {
       "mode": "tree_ah",
       "num_leaves": num_leaves,
-      "leaves_to_search": max(8, math.ceil(POINTS_SCANNED * num_leaves / n)),
+      "leaves_to_search": max(4, math.ceil(POINTS_SCANNED * num_leaves / n)),
       # ~100 sampled points per centre keeps every partition above ScaNN's minimum size;
       # training on the whole of a large database would only slow the build.
       "training_sample_size": int(min(n, max(100_000, 100 * num_leaves))),
+      "spherical": True,
       "dims_per_block": 2,
       "anisotropic_threshold": 0.2,
       "reorder": 80,
@@ -108,6 +117,7 @@ def build_searcher(db: np.ndarray, k: int, params: dict, threads: int | None = N
             num_leaves=num_leaves,
             num_leaves_to_search=min(params["leaves_to_search"], num_leaves),
             training_sample_size=min(params["training_sample_size"], db.shape[0]),
+            spherical=params.get("spherical", False),
         )
         .score_ah(
             params["dims_per_block"],
@@ -120,23 +130,46 @@ def build_searcher(db: np.ndarray, k: int, params: dict, threads: int | None = N
   return searcher
 
 
-def _exact_neighbours(db: np.ndarray, rows: np.ndarray, k: int, chunk: int = 65_536):
-  """The k nearest other rows of each of `rows` by inner product (itself left out), [P, k].
+def _exact_neighbours(
+    db: np.ndarray, queries: np.ndarray, k: int, own: np.ndarray | None = None, chunk: int = 65_536
+):
+  """The k nearest rows of each query by inner product, [P, k]; `own[i]`, when given, is a row
+  that query i must not count (its own row).
 
   The database is scored a chunk of rows at a time, so memory stays at P x chunk.
   """
-  probes = np.ascontiguousarray(db[rows])
+  queries = np.ascontiguousarray(queries, np.float32)
   best_sims, best_ids = [], []
   for start in range(0, db.shape[0], chunk):
-    sims = probes @ db[start : start + chunk].T
-    own = (rows >= start) & (rows < start + sims.shape[1])
-    sims[own, rows[own] - start] = -np.inf
+    sims = queries @ db[start : start + chunk].T
+    if own is not None:
+      inside = (own >= start) & (own < start + sims.shape[1])
+      sims[inside, own[inside] - start] = -np.inf
     top = np.argpartition(-sims, min(k, sims.shape[1] - 1), axis=1)[:, : k + 1]
     best_sims.append(np.take_along_axis(sims, top, axis=1))
     best_ids.append(top + start)
   sims, ids = np.concatenate(best_sims, axis=1), np.concatenate(best_ids, axis=1)
   order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
   return np.take_along_axis(ids, order, axis=1)
+
+
+def calibration_probes(db: np.ndarray, probes: int, seed: int, k: int = _CALIBRATION_K):
+  """`probes` points among the stored rows, and their k nearest rows exactly: ([P, d], [P, k]).
+
+  A real query is never a stored row: it lies among rows, with neighbours on every side. So
+  each probe is a random row moved, in a random direction, as far as that row's k-th nearest
+  other row lies. Stored rows themselves overstate recall: on the PERFORMANCE.md recipe at
+  100,000 vectors (400 leaves), 10 leaves searched find the rows' own neighbours at recall@10
+  1.0 but the recipe's queries at 0.978; these probes give 0.984 there, and 0.992 against the
+  queries' 0.993 at 20 leaves.
+  """
+  rng = np.random.default_rng(seed)
+  rows = np.sort(rng.choice(db.shape[0], min(probes, db.shape[0] - 1), replace=False))
+  kth = db[_exact_neighbours(db, db[rows], k, own=rows)[:, -1]]
+  direction = rng.standard_normal(kth.shape).astype(np.float32)
+  direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+  points = db[rows] + np.linalg.norm(db[rows] - kth, axis=1, keepdims=True) * direction
+  return points, _exact_neighbours(db, points, k)
 
 
 def calibrate_leaves(
@@ -150,41 +183,39 @@ def calibrate_leaves(
 ) -> dict:
   """`params` with the fewest leaves_to_search (from its own up) that reach `target`.
 
-  The probes are `probes` database rows drawn with `seed`; each one's truth is
-  its 10 nearest *other* rows by exact search, and the searcher's answer for
-  it (its own row dropped) is scored against them. Candidates grow by half
-  each time up to every leaf. Neighbours of a stored row stand in for the
-  near-duplicates that real queries look for; the chosen value and the
-  recall it reached are kept under ``"calibration"``.
+  Recall@10 is measured on :func:`calibration_probes` (points among the stored rows, drawn
+  with `seed`, and their exact 10 nearest rows). Leaves searched grow by half each time up to
+  every leaf; if every leaf is not enough (few dimensions quantise coarsely), the exactly
+  re-scored candidates double up to MAX_REORDER. The chosen values and the recall reached are
+  kept (``"calibration"``).
 
   Args:
       searcher: a tree searcher built from `db` with `params`.
       db: its float32 database [N, d].
       params: a ``"tree_ah"`` parameter dict (:func:`scann_params`).
       target: the recall@10 to reach.
-      probes: how many rows to probe (at most N - 1).
-      seed: which rows.
+      probes: how many probes (at most N - 1).
+      seed: which rows they start from, and their directions.
 
   Returns:
-      A copy of `params` with ``leaves_to_search`` and ``calibration`` set.
+      A copy of `params` with ``leaves_to_search``, ``reorder`` and ``calibration`` set.
   """
-  n, k = db.shape[0], _CALIBRATION_K
-  rows = np.sort(np.random.default_rng(seed).choice(n, min(probes, n - 1), replace=False))
-  truth = _exact_neighbours(db, rows, k)
-  queries = db[rows]
-  leaves, top = params["leaves_to_search"], params["num_leaves"]
+  k = _CALIBRATION_K
+  points, truth = calibration_probes(db, probes, seed, k)
+  leaves, top, reorder = params["leaves_to_search"], params["num_leaves"], params["reorder"]
   while True:
-    _, found = search(
-        searcher, queries, k + 1, leaves_to_search=leaves, reorder=max(params["reorder"], k + 1)
-    )
-    recall = float(
-        np.mean([len(set(f[f != r][:k]) & set(t)) / k for f, r, t in zip(found, rows, truth)])
-    )
-    if recall >= target or leaves >= top:
+    _, found = search(searcher, points, k, leaves_to_search=leaves, reorder=reorder)
+    recall = float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth)]))
+    if recall >= target:
       break
-    leaves = min(top, math.ceil(leaves * 1.5))
-  calibration = {"probes": len(rows), "target": target, "recall_at_10": round(recall, 4)}
-  return {**params, "leaves_to_search": leaves, "calibration": calibration}
+    if leaves < top:
+      leaves = min(top, math.ceil(leaves * 1.5))
+    elif reorder < MAX_REORDER:  # every leaf searched: what is left is AH's ranking
+      reorder = min(MAX_REORDER, reorder * 2)
+    else:
+      break
+  calibration = {"probes": len(points), "target": target, "recall_at_10": round(recall, 4)}
+  return {**params, "leaves_to_search": leaves, "reorder": reorder, "calibration": calibration}
 
 
 def build_default(db: np.ndarray, k: int, threads: int | None = None):
