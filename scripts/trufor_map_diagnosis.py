@@ -2,6 +2,7 @@
 
     python scripts/trufor_map_diagnosis.py --model trufor.synth-v1 \
         --photo-dir ~/provjax-photos [--count 2000] [--resolution 160]
+    python scripts/trufor_map_diagnosis.py --model runs/trufor_ph2 ...   # a work dir's latest
 
 Runs the model on every record of the synthetic forgery builder's held-back
 `test` split (`provjax.data.forgery`, the split a TruFor release is trained
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -97,7 +99,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--model", default="trufor.synth-v1", help="released weights, arch.tag")
+  p.add_argument("--model", default="trufor.synth-v1", help="arch.tag, or a TruFor work dir")
   p.add_argument("--photo-dir", default=None)
   p.add_argument("--count", type=int, default=2000)
   p.add_argument("--resolution", type=int, default=160)
@@ -111,7 +113,12 @@ def main(argv=None) -> None:
   from provjax.data.images import read_image  # pylint: disable=g-import-not-at-top
   from provjax.tasks.trufor_loc import predict  # pylint: disable=g-import-not-at-top
 
-  model = provjax.load(args.model)
+  if Path(args.model).is_dir():  # a `provjax train` work dir: its latest checkpoint
+    from provjax.train import evaluate, snapshot  # pylint: disable=g-import-not-at-top
+
+    model, _ = evaluate.restore_model(snapshot.read(args.model), args.model)
+  else:
+    model = provjax.load(args.model)
   source = forgery.load_source(
       "test",
       data_dir=os.path.expanduser(args.data_dir),
