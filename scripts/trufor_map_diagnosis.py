@@ -31,7 +31,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from provjax.metrics.forgery import auc
 
 STATISTICS = ("mean", "p99", "max", "score")
 FLAT_STEP = 2.0  # grey levels: a horizontal step below this counts as flat
@@ -66,7 +67,7 @@ def _correlation(xs, ys) -> float | None:
 
 def _auc(rows: list[dict], stat: str) -> float:
   labels = [r["kind"] != "authentic" for r in rows]
-  return round(float(roc_auc_score(labels, [r[stat] for r in rows])), 3)
+  return round(auc([r[stat] for r in rows], labels), 3)
 
 
 def summary(rows: list[dict]) -> dict:
@@ -110,7 +111,7 @@ def main(argv=None) -> None:
 
   import provjax  # pylint: disable=g-import-not-at-top
   from provjax.data import forgery  # pylint: disable=g-import-not-at-top
-  from provjax.data.images import read_image  # pylint: disable=g-import-not-at-top
+  from provjax.data import forensics  # pylint: disable=g-import-not-at-top
   from provjax.tasks.trufor_loc import predict  # pylint: disable=g-import-not-at-top
 
   if Path(args.model).is_dir():  # a `provjax train` work dir: its latest checkpoint
@@ -129,11 +130,9 @@ def main(argv=None) -> None:
   rows = []
   for i in range(len(source)):
     record = source[i]
-    image = read_image(record["image"])
+    image, mask, _ = forensics.decode_record(record)
     out = predict(model, image, full=True)
-    kind = record["kind"].decode() if isinstance(record["kind"], bytes) else str(record["kind"])
-    mask = forgery.decode_mask(record["mask"]) > 0
-    rows.append(record_row(kind, image, mask, out["map"], out["score"]))
+    rows.append(record_row(bytes(record["kind"]).decode(), image, mask, out["map"], out["score"]))
   print(json.dumps(summary(rows), indent=1))
 
 
