@@ -1,7 +1,7 @@
 """A folder of forgeries made unlike the training data, in the generic layout, to score detectors.
 
     python scripts/make_forgery_folder.py PHOTOS OUT [--max-side 512] [--seed 123]
-    provjax eval --config configs/trufor/ph3.py:tiny --checkpoint trufor.synth-v1 \
+    provjax eval --config configs/trufor/ph3.py:tiny --checkpoint trufor.synth-v2 \
         --config.eval.benchmark=folder --config.eval.manual_dir=OUT
 
 Every photograph of PHOTOS (use photographs no model was trained on) gives one

@@ -1,6 +1,6 @@
 """Does a TruFor map separate authentic from forged images, and does it follow smoothness?
 
-    python scripts/trufor_map_diagnosis.py --model trufor.synth-v1 \
+    python scripts/trufor_map_diagnosis.py --model trufor.synth-v2 \
         --photo-dir ~/provjax-photos [--count 2000] [--resolution 160]
     python scripts/trufor_map_diagnosis.py --model runs/trufor_ph2 ...   # a work dir's latest
 
@@ -100,7 +100,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--model", default="trufor.synth-v1", help="arch.tag, or a TruFor work dir")
+  p.add_argument("--model", default="trufor.synth-v2", help="arch.tag, or a TruFor work dir")
   p.add_argument("--photo-dir", default=None)
   p.add_argument("--count", type=int, default=2000)
   p.add_argument("--resolution", type=int, default=160)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 import pytest
 
 from provjax.data import folder, forgery, photos, splits
@@ -107,6 +108,67 @@ def test_colour_matching_takes_the_reference_statistics():
   matched = forgery.match_colour(donor, region, reference)
   np.testing.assert_allclose(matched[region].mean(0), reference.mean(0), atol=1.0)
   np.testing.assert_allclose(matched[region].std(0), reference.std(0), atol=1.0)
+
+
+def test_exemplar_fill_copies_the_part_that_continues_the_ring():
+  # A horizontal ramp: only sources in the same columns (dx = 0) continue it exactly.
+  image = np.repeat(np.repeat(np.arange(64, dtype=np.uint8)[None, :, None] * 4, 64, 0), 3, 2)
+  region = np.zeros((64, 64), bool)
+  region[24:36, 20:32] = True
+  dy, dx = forgery.exemplar_offset(image, region, np.random.default_rng(0))
+  assert dx == 0 and abs(dy) >= 3  # moved (overlap at most a quarter) along the ramp
+
+
+def test_rescaled_donor_covers_the_host_and_is_resampled():
+  rng = np.random.default_rng(0)
+  donor = rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)
+  for factor in (0.6, 1.0, 1.6):
+    out = forgery.rescale(rng, donor, factor, 48)
+    assert out.shape == (48, 48, 3)
+  np.testing.assert_array_equal(forgery.rescale(rng, donor[:48, :48], 1.0, 48), donor[:48, :48])
+  upscaled = forgery.rescale(rng, donor, 1.6, 48).astype(float)
+  # Bilinear upscaling smooths: neighbours differ less than in the noise it came from.
+  assert (
+      np.abs(np.diff(upscaled, axis=1)).mean()
+      < 0.8 * np.abs(np.diff(donor.astype(float), 1)).mean()
+  )
+
+
+def _interior(mask):
+  return ndimage.binary_erosion(mask, iterations=9)  # 3 sigma from a feathered edge
+
+
+def test_exemplar_removal_copies_host_pixels(monkeypatch):
+  rng = np.random.default_rng(5)
+  host = photos.photo_crop(rng, 128, pool=splits.photo_pool("train"))[1]
+  chosen = []
+  original = forgery.exemplar_offset
+  monkeypatch.setattr(
+      forgery, "exemplar_offset", lambda *a: chosen.append(original(*a)) or chosen[-1]
+  )
+  monkeypatch.setattr(forgery, "EXEMPLAR_PROBABILITY", 1.0)
+  edited, mask = forgery.edit(host, "removal", np.random.default_rng(1))
+  (dy, dx), inner = chosen[-1], _interior(mask)
+  assert inner.any()
+  np.testing.assert_array_equal(edited[inner], np.roll(host, (-dy, -dx), (0, 1))[inner])
+  monkeypatch.setattr(forgery, "EXEMPLAR_PROBABILITY", 0.0)
+  count = len(chosen)
+  forgery.edit(host, "removal", np.random.default_rng(1))
+  assert len(chosen) == count  # push-pull fill: no exemplar searched
+
+
+def test_unmatched_splice_keeps_the_donor_colours(monkeypatch):
+  rng = np.random.default_rng(6)
+  pool = splits.photo_pool("train")
+  host = photos.photo_crop(rng, 128, pool=pool)[1]
+  donor = np.full((128, 128, 3), (250, 10, 10), np.uint8)  # a colour the host has nowhere
+  monkeypatch.setattr(forgery, "SPLICE_MATCH_PROBABILITY", 0.0)
+  edited, mask = forgery.edit(host, "splice", np.random.default_rng(2), donor)
+  inner = _interior(mask)
+  assert inner.any() and (edited[inner] == (250, 10, 10)).all()
+  monkeypatch.setattr(forgery, "SPLICE_MATCH_PROBABILITY", 1.0)
+  edited, mask = forgery.edit(host, "splice", np.random.default_rng(2), donor)
+  assert not np.all(edited[_interior(mask)] == (250, 10, 10), axis=-1).any()
 
 
 def test_post_processing_ignores_the_content_and_label():

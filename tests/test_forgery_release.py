@@ -127,4 +127,12 @@ def test_release_card_figures_are_measured(ph3_workdir, tmp_path, monkeypatch):
           m for s, m in rows if s == f"{detector_name}: robustness"
       }
   assert rows[("Training phases", "3 confidence + detection/steps")] == 2
-  assert "3 confidence + detection | trufor_conf | 2 |" in text
+  assert "3 confidence + detection | trufor_conf | scratch | 2 |" in text
+
+
+def test_phases_say_what_they_started_from():
+  assert release.started_from("") == "scratch"
+  assert release.started_from("runs/trufor_ph2_tiny") == "trufor_ph2_tiny"
+  entry = {"source": "trufor.synth-v1", "from": "dncnn", "to": "model/dncnn"}
+  assert release.started_from(entry) == "trufor.synth-v1 (dncnn)"
+  assert release.started_from([entry, "runs/np:dncnn"]) == "trufor.synth-v1 (dncnn), np (dncnn)"

@@ -72,6 +72,7 @@ def runs(tmp_path_factory):
       ph2=ph2_result,
       ph3=ph3_result,
       ph3_config=ph3,
+      ph3_dir=root / "ph3",
   )
 
 
@@ -126,6 +127,15 @@ def test_phase3_evaluation_on_full_images(runs):
   with pytest.raises(ValueError, match="eval.reference"):
     tasks.get(config.task).evaluate(runs["ph3"].models, config)
   config.eval.reference = "ela"
+
+
+@pytest.mark.slow
+def test_a_work_dir_restores_under_a_config_naming_another_optimizer(runs, tmp_path):
+  from provjax.train.evaluate import restore_model  # pylint: disable=g-import-not-at-top
+
+  adamw = _config("ph3", tmp_path, "adamw")  # the work dir was trained with SGD
+  model, step = restore_model(adamw, runs["ph3_dir"])
+  assert step == 1 and _equal(_pure(model), _pure(runs["ph3"].models["model"]))
 
 
 def test_phase3_report_per_edit_kind():
@@ -227,3 +237,19 @@ def test_sgd_poly_decays_kernels_only_on_the_poly_schedule():
     np.testing.assert_allclose(updates["kernel"], -lr * 0.5 * params["kernel"], rtol=1e-5)
     np.testing.assert_array_equal(updates["bias"], 0.0)
     params = optax.apply_updates(params, updates)
+
+
+def test_make_optimizer_keeps_the_paper_sgd_and_offers_adamw():
+  params = {"kernel": np.ones((2, 2), np.float32)}
+  grads = {"kernel": np.full((2, 2), 3.0, np.float32)}
+  sgd = ml_collections.ConfigDict(dict(name="sgd", lr=0.1, momentum=0.0, weight_decay=0.0))
+  tx = trufor_loc.make_optimizer(sgd, steps=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["kernel"], -0.3, rtol=1e-6)
+  adamw = ml_collections.ConfigDict(
+      dict(name="adamw", schedule="constant", lr=0.01, weight_decay=0.0)
+  )
+  tx = trufor_loc.make_optimizer(adamw, steps=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Adam's first step moves every weight by lr whatever the gradient's size.
+  np.testing.assert_allclose(updates["kernel"], -0.01, rtol=1e-4)

@@ -9,11 +9,16 @@ made in three stages:
 1. sources: a host image (a crop of one of the split's photos, or one of its
    procedural images) and, for a splice, a donor from ANOTHER photograph of
    the same split (or a procedural image of the split's seeds); each is first
-   JPEG-compressed at a quality q1 in [65, 100] with probability 1/2;
+   JPEG-compressed at a quality q1 in [65, 100] with probability 1/2, and half
+   the donors are then rescaled by 0.6-1.6 (bilinear), as a pasted object
+   usually is, so its pixels carry resampling traces the host lacks;
 2. the edit (`edit`): a region of 2-30 % of the area (rectangle, ellipse or
-   polygon, hard or feathered edge) is spliced from the donor after colour
-   matching, copy-moved within the image, or removed by inpainting
-   (`provjax.transforms.malicious`); the mask is exactly the pixels the edit
+   polygon, hard or feathered edge) is spliced from the donor (colour-matched
+   to the host half the time), copy-moved within the image, or removed
+   (`provjax.transforms.malicious`): half the removals are filled by
+   push-pull inpainting with grain, half by copying the other part of the
+   image whose surrounding ring matches best (an exemplar fill, as
+   content-aware and clone tools do); the mask is exactly the pixels the edit
    changed;
 3. post-processing (`postprocess`), drawn from its own random stream so
    authentic and forged images get it with the same distribution: a resize by
@@ -60,6 +65,11 @@ FINAL_JPEG_PROBABILITY = 0.7
 RESIZE_PROBABILITY = 0.5
 RESIZE_RANGE = (0.5, 1.0)
 QUALITY_RANGE = (65, 100)
+DONOR_RESCALE_PROBABILITY = 0.5
+DONOR_SCALE_RANGE = (0.6, 1.6)
+SPLICE_MATCH_PROBABILITY = 0.5  # colour-matched splices; the others keep the donor's colours
+EXEMPLAR_PROBABILITY = 0.5  # removals filled from the best-matching other part of the image
+EXEMPLAR_TRIES = 32  # candidate shifts an exemplar fill compares
 _CHUNK = 16  # records per task of a parallel build
 PARALLEL_FROM = 1000  # training records from which `builder` uses every core by default
 # Procedural donors use indices from here up, which no stored image of the split uses.
@@ -114,6 +124,22 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
   return read_image(encode_jpeg(image, quality))
 
 
+def donor_scale(rng: np.random.Generator) -> float:
+  """The splice donor's rescale factor: 1 (not rescaled) or one drawn from DONOR_SCALE_RANGE."""
+  if rng.random() >= DONOR_RESCALE_PROBABILITY:
+    return 1.0
+  return float(rng.uniform(*DONOR_SCALE_RANGE))
+
+
+def rescale(rng: np.random.Generator, image: np.ndarray, factor: float, size: int) -> np.ndarray:
+  """`image` resized by `factor` (bilinear), then a random `size` x `size` window of it."""
+  if factor != 1.0:
+    side = max(size, round(image.shape[0] * factor))
+    image = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))
+  top, left = (int(rng.integers(image.shape[i] - size + 1)) for i in (0, 1))
+  return image[top : top + size, left : left + size]
+
+
 def maybe_compress(rng: np.random.Generator, image: np.ndarray) -> tuple[np.ndarray, int | None]:
   """JPEG round trip at q1 in QUALITY_RANGE with SOURCE_JPEG_PROBABILITY; (image, q1 or None)."""
   if rng.random() >= SOURCE_JPEG_PROBABILITY:
@@ -158,15 +184,37 @@ def random_offset(rng: np.random.Generator, region: np.ndarray) -> tuple[int, in
 
 
 def _splice(host, rng, donor, region):
-  """Colour-matched splice: the donor region takes the host's statistics around the region."""
+  """A splice; with SPLICE_MATCH_PROBABILITY the donor region takes the host's statistics
+  around the region, else it keeps its own colours."""
   dy, dx = random_offset(rng, region)
-  ys, xs = np.nonzero(region)
-  donor_region = np.zeros_like(region)
-  donor_region[ys + dy, xs + dx] = True
-  width = max(3, min(region.shape) // 16)
-  matched = match_colour(donor, donor_region, host[ring(region, width)])
-  e = transforms.splice(transforms.identity(host), rng, matched, region=region, offset=(dy, dx))
+  if rng.random() < SPLICE_MATCH_PROBABILITY:
+    ys, xs = np.nonzero(region)
+    donor_region = np.zeros_like(region)
+    donor_region[ys + dy, xs + dx] = True
+    width = max(3, min(region.shape) // 16)
+    donor = match_colour(donor, donor_region, host[ring(region, width)])
+  e = transforms.splice(transforms.identity(host), rng, donor, region=region, offset=(dy, dx))
   return e.image
+
+
+def exemplar_offset(image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> tuple:
+  """The (dy, dx), of EXEMPLAR_TRIES drawn, whose source best continues the ring around `region`.
+
+  Output pixel (y, x) would take (y + dy, x + dx), as in transforms.copy_move;
+  shifts whose source overlaps the region by more than a quarter are skipped.
+  """
+  band = ring(region, 4)
+  values = image.astype(np.float32)
+  best, cost = None, np.inf
+  for _ in range(EXEMPLAR_TRIES):
+    dy, dx = random_offset(rng, region)
+    if (region & np.roll(region, (-dy, -dx), axis=(0, 1))).sum() > 0.25 * region.sum():
+      continue
+    source = np.roll(values, (-dy, -dx), axis=(0, 1))
+    c = float(np.mean((source[band] - values[band]) ** 2))
+    if c < cost:
+      best, cost = (dy, dx), c
+  return best or random_offset(rng, region)
 
 
 def _apply_edit(host, kind, rng, donor):
@@ -176,6 +224,9 @@ def _apply_edit(host, kind, rng, donor):
   e = transforms.identity(host)
   if kind == "copy_move":
     return transforms.copy_move(e, rng, region=region).image
+  if rng.random() < EXEMPLAR_PROBABILITY:
+    offset = exemplar_offset(host, region, rng)
+    return transforms.copy_move(e, rng, region=region, offset=offset).image
   return transforms.remove(e, rng, region=region).image
 
 
@@ -298,10 +349,12 @@ def make_forgery(split: str, index: int, resolution: int, seed: int = 0, *, pool
     donor = None
     if kind == "splice":
       procedural = _DONOR_INDEX_BASE + index
-      donor_source, donor = draw_source(
-          rng, split, resolution, seed, procedural, pool, exclude=source
-      )
+      factor = donor_scale(rng)
+      # Drawn large enough that the rescaled donor still covers the host.
+      side = int(np.ceil(resolution / min(factor, 1.0)))
+      donor_source, donor = draw_source(rng, split, side, seed, procedural, pool, exclude=source)
       donor, q_donor = maybe_compress(rng, donor)
+      donor = rescale(rng, donor, factor, resolution)
       earlier.append(q_donor)
     edited, mask = edit(host, kind, _stream(seed, split, index, _EDIT), donor)
   stored = postprocess(
@@ -389,8 +442,11 @@ def _bytes_feature():
 class ProvjaxForgery(tfds.core.GeneratorBasedBuilder):
   """Synthetic forgeries for TruFor training and evaluation (see module docstring)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Splice / copy_move / removal with exact masks, honest splits."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Splice / copy_move / removal with exact masks, honest splits.",
+      "1.1.0": "Rescaled donors, splices without colour matching, exemplar-filled removals.",
+  }
   workers = 1  # processes making the records; `builder` sets one per core
 
   def _info(self) -> tfds.core.DatasetInfo:

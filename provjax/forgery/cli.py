@@ -15,7 +15,7 @@ import sys
 from provjax.data.images import failure_line
 from provjax.forgery.detect import DEFAULT_MAX_PIXELS
 
-DEFAULT_MODEL = "trufor.synth-v1"
+DEFAULT_MODEL = "trufor.synth-v2"
 
 DETECT_EPILOG = """\
 output: one line per IMAGE, in order. With --json (the default when stdout is

@@ -1,6 +1,6 @@
 """Run a TruFor model on whole images of any size, and write what it finds.
 
-    detector = Detector(provjax.load("trufor.synth-v1"))
+    detector = Detector(provjax.load("trufor.synth-v2"))
     pred = detector(image)                       # HxWx3 uint8, never resized
     pred.map, pred.conf, pred.score, pred.noiseprint
     write_outputs(out_dir, "0000-photo", image, pred, save_np=True)
@@ -61,7 +61,7 @@ class Detector:
   """A TruFor model compiled per image size.
 
   Args:
-    model: a TruFor module (e.g. `provjax.load("trufor.synth-v1")`); it is run
+    model: a TruFor module (e.g. `provjax.load("trufor.synth-v2")`); it is run
       in eval mode whatever mode it is in.
     max_pixels: larger images raise TooLargeError before anything runs.
   """

@@ -22,6 +22,7 @@ figures.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import statistics
 
 from provjax import cards, weights
@@ -30,6 +31,7 @@ from provjax.forgery import robustness
 from provjax.models import ela
 from provjax.forgery.detect import Detector
 from provjax.metrics import forgery as forgery_metrics
+from provjax.train import init_from as init_from_lib
 from provjax.train import snapshot
 from provjax.train.evaluate import restore_model
 from provjax.train.logging import read_metrics
@@ -129,6 +131,18 @@ def measure(model, config, *, num_images=None, perturbations=robustness.PERTURBA
   return out
 
 
+def started_from(init_from) -> str:
+  """A run's `init_from` in words: each source (a work dir by its name) and the part copied."""
+  if not init_from:
+    return "scratch"
+  entries = init_from if isinstance(init_from, (list, tuple)) else [init_from]
+  out = []
+  for entry in map(init_from_lib.parse, entries):
+    source = Path(entry["source"]).name
+    out.append(f"{source} ({entry['from']})" if entry["from"] else source)
+  return ", ".join(out)
+
+
 def phase_row(label: str, workdir) -> dict:
   """Steps and wall-clock of one training phase, from its metrics.jsonl log lines.
 
@@ -143,9 +157,11 @@ def phase_row(label: str, workdir) -> dict:
       for a, b in zip(log, log[1:])
       if b["step"] > a["step"]
   ]
+  config = snapshot.read(workdir)
   row = {
       "phase": label,
-      "task": snapshot.read(workdir).task,
+      "task": config.task,
+      "started from": started_from(config.get("init_from")),
       "steps": int(log[-1]["step"]),
       "logged wall-clock h": (log[-1]["time"] - log[0]["time"]) / 3600.0,
       "median s/step": statistics.median(rates) if rates else None,
@@ -214,8 +230,9 @@ def tables(measured: dict, phases: list[dict], logs: dict) -> dict:
     out[f"{title}: per edit kind"] = (how_kind.format(name=name), kind_rows(m["by_kind"]))
     out[f"{title}: robustness"] = (how_robust.format(name=name), m["robustness"])
   out["Training phases"] = (
-      "From each work dir's metrics.jsonl: last step, time between the first and last log "
-      "lines, median seconds per step between log lines, last logged loss.",
+      "From each work dir's config.json and metrics.jsonl: what it started from (a work dir "
+      "by its name, a release by its tag, and the part copied), last step, time between the "
+      "first and last log lines, median seconds per step between log lines, last logged loss.",
       phases,
   )
   for phase, log in logs.items():

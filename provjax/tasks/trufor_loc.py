@@ -38,7 +38,7 @@ from provjax.data import forensics, forgery, pipeline
 from provjax.data.images import read_image
 from provjax.metrics import forgery as forgery_metrics
 from provjax.models.trufor import INPUT_SCALE
-from provjax.tasks import forgery_losses
+from provjax.tasks import forgery_losses, optim
 from provjax.tasks.contract import Field, Optim
 from provjax.viz import overlay
 
@@ -82,8 +82,20 @@ def sgd_poly(cfg, steps: int) -> optax.GradientTransformation:
   )
 
 
+def make_optimizer(cfg, steps: int) -> optax.GradientTransformation:
+  """The paper's SGD + poly, or (any other name) provjax.tasks.optim's, e.g. AdamW + cosine.
+
+  AdamW is a deviation for models trained from scratch: the paper's SGD recipe
+  starts from ImageNet-pretrained encoders, which nothing here can download.
+  """
+  if cfg.get("name", "sgd") == "sgd":
+    return sgd_poly(cfg, steps)
+  return optim.make_optimizer(cfg, steps)
+
+
 def optimizers(config) -> dict[str, Optim]:
-  return {"opt": Optim("model", sgd_poly(config.optimizer, config.train.steps), trained(config))}
+  tx = make_optimizer(config.optimizer, config.train.steps)
+  return {"opt": Optim("model", tx, trained(config))}
 
 
 # -------------------------------------------------------------------- loss ---

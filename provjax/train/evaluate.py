@@ -9,8 +9,28 @@ import numpy as np
 
 from provjax import tasks, weights
 from provjax.train import mesh as mesh_lib
+from provjax.train import snapshot
 from provjax.train.checkpoint import Checkpointer
 from provjax.train.state import build_state
+
+
+def _with_train_state_of(config, workdir):
+  """`config` with the optimizer and trained parts the work dir was trained with.
+
+  They shape the optimizer state saved beside the models, so an evaluation
+  config that names another optimizer (e.g. the paper's SGD for an AdamW run)
+  still restores the checkpoint; the models do not depend on them.
+  """
+  path = Path(workdir) / "config.json"
+  if not path.is_file():
+    return config
+  saved = snapshot.read(workdir)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for key in ("optimizer", "train_parts"):
+      if key in saved:
+        config[key] = saved[key]
+  return config
 
 
 def restore_models(config, workdir: str | Path) -> tuple[dict[str, nnx.Module], int]:
@@ -20,7 +40,7 @@ def restore_models(config, workdir: str | Path) -> tuple[dict[str, nnx.Module], 
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
   task = tasks.get(config.task)
   mesh = mesh_lib.make_mesh(tuple(config.mesh.shape))
-  graphdef, state, _ = build_state(config, task, mesh)
+  graphdef, state, _ = build_state(_with_train_state_of(config, workdir), task, mesh)
   step = ckpt.latest_step
   state = ckpt.restore(state, step)
   ckpt.close()
