@@ -13,8 +13,7 @@ The three phases chain through work dirs (`init_from`):
 a missing dir stops the run). Only decode_head_conf and detection train; the
 extractor, encoder and localization head run in eval mode and stay
 bit-identical. `:tiny` is the CPU variant, `:b2` the paper's model and recipe.
-Add `,quick` for a smoke run, `,adamw` for phase 2's AdamW recipe (evaluate
-a run with the same flags: the optimizer state is part of the checkpoint).
+Add `,quick` for a smoke run, `,adamw` for phase 2's AdamW recipe.
 
 Data: phase 2's crops of the `provjax_forgery` train split, 70 % forged as in
 TruFor's list mix (7 fake lists of 10). Loss 1.0 MSE(sigmoid(conf), TCP) with

@@ -184,8 +184,11 @@ def random_offset(rng: np.random.Generator, region: np.ndarray) -> tuple[int, in
 
 
 def _splice(host, rng, donor, region):
-  """A splice; with SPLICE_MATCH_PROBABILITY the donor region takes the host's statistics
-  around the region, else it keeps its own colours."""
+  """A splice of `donor` into `region`, colour-matched with SPLICE_MATCH_PROBABILITY.
+
+  A matched donor region takes the host's statistics around the region; an
+  unmatched one keeps its own colours, as a careless paste does.
+  """
   dy, dx = random_offset(rng, region)
   if rng.random() < SPLICE_MATCH_PROBABILITY:
     ys, xs = np.nonzero(region)
