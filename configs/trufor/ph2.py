@@ -60,7 +60,8 @@ import ml_collections
 
 # `,adamw`: AdamW + cosine instead of the paper's SGD + poly. A deviation for models trained
 # from scratch (the paper's encoders start from ImageNet weights, which cannot be downloaded
-# here): on the tiny variant AdamW reached in 400 steps the pixel F1 SGD reached in 1,500.
+# here). On the tiny variant, same data and extractor, it matched SGD: pixel F1_best 0.457
+# after 400 steps against SGD's 0.464 after 500.
 ADAMW = dict(
     name="adamw", schedule="cosine", lr=1e-3, weight_decay=0.01, warmup_steps=50, clip_norm=1.0
 )
