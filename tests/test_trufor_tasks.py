@@ -21,6 +21,7 @@ from provjax.metrics import forgery as forgery_metrics
 from provjax.tasks import noiseprint as np_task
 from provjax.tasks import trufor_conf, trufor_loc
 from provjax.train import trainer
+from provjax.train.evaluate import restore_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,8 +132,6 @@ def test_phase3_evaluation_on_full_images(runs):
 
 @pytest.mark.slow
 def test_a_work_dir_restores_under_a_config_naming_another_optimizer(runs, tmp_path):
-  from provjax.train.evaluate import restore_model  # pylint: disable=g-import-not-at-top
-
   adamw = _config("ph3", tmp_path, "adamw")  # the work dir was trained with SGD
   model, step = restore_model(adamw, runs["ph3_dir"])
   assert step == 1 and _equal(_pure(model), _pure(runs["ph3"].models["model"]))

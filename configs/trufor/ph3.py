@@ -29,7 +29,7 @@ provjax.data.forensics.BENCHMARKS).
 Last run (released as trufor.synth-v2): `:tiny,adamw`, 600 steps from the
 2,000-step phase-2 run, `--config.data.count=4000 --config.data.photo_dir=DIR`
 (DIR = Debian's opencv-doc examples + gnome-backgrounds), about 7 min on 2
-CPU cores: confidence MSE 0.037 -> 0.006, detection BCE still about 0.7; on
+CPU cores: confidence MSE 0.037 -> 0.008, detection BCE still about 0.7; on
 the first 96 test records image AUC 0.59 (removals 0.68, splices 0.56,
 copy-moves 0.54), bACC 0.57. Localization figures equal phase 2's to the
 last digit, as the frozen parts must. The released card has every figure.

@@ -133,14 +133,11 @@ def measure(model, config, *, num_images=None, perturbations=robustness.PERTURBA
 
 def started_from(init_from) -> str:
   """A run's `init_from` in words: each source (a work dir by its name) and the part copied."""
-  if not init_from:
-    return "scratch"
-  entries = init_from if isinstance(init_from, (list, tuple)) else [init_from]
   out = []
-  for entry in map(init_from_lib.parse, entries):
+  for entry in init_from_lib.entries(init_from):
     source = Path(entry["source"]).name
     out.append(f"{source} ({entry['from']})" if entry["from"] else source)
-  return ", ".join(out)
+  return ", ".join(out) or "scratch"
 
 
 def phase_row(label: str, workdir) -> dict:
